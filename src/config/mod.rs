@@ -1,0 +1,216 @@
+//! Configuration: the TOML file plus `DDG_<SECTION>__<KEY>` overrides, parsed into
+//! raw serde structs and validated into [`Config`] before anything is bound.
+
+mod env;
+mod raw;
+pub mod units;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+/// The configuration shipped in `config/gateway.toml`, used when no file is given and
+/// the default path does not exist (a binary run outside the source tree).
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/gateway.toml");
+
+/// The development HS256 secret in `config/gateway.toml`. The gateway refuses to use
+/// it on a listener that is reachable from other machines.
+pub const DEV_SECRET: &str = "dask-dashboard-gateway-development-secret-do-not-deploy";
+
+/// Why a configuration was rejected. The message names the key and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    pub(crate) fn key(key: &str, why: impl fmt::Display) -> Self {
+        ConfigError(format!("`{key}`: {why}"))
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[upstream]`
+    pub upstream: UpstreamConfig,
+    /// `[auth]`
+    pub auth: AuthConfig,
+    /// `[discovery]`
+    pub discovery: DiscoveryConfig,
+    /// `[log]`
+    pub log: LogConfig,
+}
+
+/// Listeners and connection handling.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Public listener.
+    pub listen: SocketAddr,
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin_listen: SocketAddr,
+    /// Also serve REANA's `/<workflow-id>/dashboard/…` form.
+    pub reana_paths: bool,
+    /// Optional TLS on the public listener.
+    pub tls: Option<TlsConfig>,
+    /// Deadline for in-flight work after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// A client must send its whole request head within this time.
+    pub header_read_timeout: Duration,
+}
+
+/// PEM files for the public listener.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// Limits and timeouts towards the schedulers.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// TCP connect timeout (502 when exceeded).
+    pub connect_timeout: Duration,
+    /// Time until the upstream's response head (504 when exceeded).
+    pub response_timeout: Duration,
+    /// A WebSocket with no message either way for this long is closed.
+    pub ws_idle_timeout: Duration,
+    /// Largest WebSocket message relayed (close 1009 beyond).
+    pub max_ws_message: usize,
+    /// Largest request head accepted (431 beyond).
+    pub max_header_bytes: usize,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept per scheduler.
+    pub pool_max_idle_per_host: usize,
+}
+
+/// Authentication and authorization.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The gateway's own cookie.
+    pub cookie_name: String,
+    /// Whether the cookie carries `Secure`.
+    pub cookie_secure: bool,
+    /// Lifetime of the cookie (capped at a JWT's remaining lifetime).
+    pub cookie_max_age: Duration,
+    /// Extra origins allowed to open WebSockets (`scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
+    /// Public URL of the REANA web UI, linked from the 401 page.
+    pub public_url: Option<String>,
+    /// Local JWT verification.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `[auth.jwt]`: local JWT verification.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// Algorithms accepted; all of one key family.
+    pub algorithms: Vec<Algorithm>,
+    /// The verification key.
+    pub key: JwtKey,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values, when set.
+    pub audience: Option<Vec<String>>,
+    /// Clock skew allowed on `exp`/`nbf`.
+    pub leeway_seconds: u64,
+    /// Claim holding the user id.
+    pub user_claim: String,
+}
+
+/// Key material for [`JwtConfig`].
+#[derive(Clone)]
+pub enum JwtKey {
+    /// Shared secret for HS256/384/512.
+    Secret(Vec<u8>),
+    /// PEM public key (RSA, EC or Ed25519) for the asymmetric algorithms.
+    PublicKeyPem(Vec<u8>),
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwtKey::Secret(_) => f.write_str("Secret(<redacted>)"),
+            JwtKey::PublicKeyPem(pem) => write!(f, "PublicKeyPem({} bytes)", pem.len()),
+        }
+    }
+}
+
+/// Where routes come from.
+#[derive(Debug, Clone)]
+pub enum DiscoveryConfig {
+    /// Fixed routes from the file.
+    Static(Vec<StaticRoute>),
+}
+
+/// One `[[discovery.static.routes]]` entry.
+#[derive(Debug, Clone)]
+pub struct StaticRoute {
+    /// Workflow id.
+    pub workflow: String,
+    /// `host:port` of the scheduler dashboard.
+    pub upstream: String,
+    /// Owner's user id.
+    pub owner: String,
+}
+
+/// Log output.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// Filter directive, e.g. `info` or `dask_dashboard_gateway=debug` (`RUST_LOG` wins).
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// Loads `path`, applies `DDG_*` overrides from the process environment and
+    /// validates. With `explicit == false` a missing file falls back to
+    /// [`EMBEDDED_DEFAULT`].
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let (text, base) = match std::fs::read_to_string(path) {
+            Ok(text) => (text, path.parent().map(Path::to_path_buf)),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                (EMBEDDED_DEFAULT.to_string(), None)
+            }
+            Err(e) => return Err(ConfigError(format!("cannot read {}: {e}", path.display()))),
+        };
+        Self::parse(&text, std::env::vars(), base.as_deref())
+    }
+
+    /// Parses TOML text with the given environment overrides; relative file paths
+    /// are resolved against `base` (the config file's directory) when given.
+    pub fn parse(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+        base: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError(format!("invalid TOML: {e}")))?;
+        env::apply_overrides(&mut table, vars)?;
+        let raw: raw::RawConfig = raw::RawConfig::deserialize_table(table)?;
+        raw.validate(base)
+    }
+
+    /// Parses TOML text alone (no environment, paths relative to the working
+    /// directory). Convenient for tests.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::parse(text, std::iter::empty(), None)
+    }
+}

@@ -1,0 +1,190 @@
+//! dask-dashboard-gateway: an authenticating reverse proxy for Dask dashboards on
+//! REANA. [`Gateway::bind`] binds the listeners (port 0 works, for tests) and
+//! [`Gateway::run`] serves until the given shutdown future completes.
+
+mod admin;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod logging;
+pub mod metrics;
+mod pages;
+pub mod proxy;
+pub mod readiness;
+pub mod routes;
+mod server;
+mod state;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Admin;
+use crate::auth::Authenticator;
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::routes::RouteTable;
+use crate::server::ConnSettings;
+use crate::state::State;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration (or a key or certificate it names) is unusable.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// TLS material is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A gateway with its listeners bound, ready to [`run`](Gateway::run).
+pub struct Gateway {
+    public: TcpListener,
+    admin: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<State>,
+    admin_state: Admin,
+    settings: ConnSettings,
+    grace: Duration,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+impl Gateway {
+    /// Builds verifiers, starts discovery and binds both listeners.
+    pub async fn bind(config: Config) -> Result<Gateway, StartError> {
+        let auth = Authenticator::new(&config.auth)?;
+        let tls = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
+        let routes = Arc::new(RouteTable::new());
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Readiness::new();
+        let public = bind(config.server.listen).await?;
+        let admin = bind(config.server.admin_listen).await?;
+        discovery::start(&config.discovery, Arc::clone(&routes), readiness.clone());
+        let state = State::new(
+            &config,
+            auth,
+            Arc::clone(&routes),
+            Arc::clone(&metrics),
+            readiness.clone(),
+        );
+        Ok(Gateway {
+            public,
+            admin,
+            tls,
+            state: Arc::new(state),
+            admin_state: Admin {
+                metrics,
+                routes,
+                readiness,
+            },
+            settings: ConnSettings {
+                header_read_timeout: config.server.header_read_timeout,
+                max_header_bytes: config.upstream.max_header_bytes,
+            },
+            grace: config.server.shutdown_grace,
+        })
+    }
+
+    /// The bound public address.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
+
+    /// Serves until `shutdown` completes, then drains: `/readyz` turns 503, no new
+    /// connections are accepted, in-flight requests finish and WebSockets are closed
+    /// with 1001, all within `server.shutdown_grace`.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Gateway {
+            public,
+            admin,
+            tls,
+            state,
+            admin_state,
+            settings,
+            grace,
+        } = self;
+        tracing::info!(
+            public = %public.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            tls = tls.is_some(),
+            "gateway listening"
+        );
+        let stop_public = CancellationToken::new();
+        let stop_admin = CancellationToken::new();
+
+        let handler_state = Arc::clone(&state);
+        let public_task = tokio::spawn(server::serve(
+            public,
+            tls,
+            settings.clone(),
+            move |req, peer| proxy::handle(Arc::clone(&handler_state), req, peer),
+            stop_public.clone(),
+            grace,
+        ));
+        let admin_task = tokio::spawn(server::serve(
+            admin,
+            None,
+            settings,
+            move |req, _peer| {
+                let response = admin_state.handle(&req);
+                async move { response }
+            },
+            stop_admin.clone(),
+            Duration::from_secs(1),
+        ));
+
+        shutdown.await;
+        tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down");
+        state.readiness.set_draining();
+        stop_public.cancel();
+        state.shutdown.cancel();
+        state.ws_tasks.close();
+        let drained = tokio::time::timeout(grace, async {
+            let _ = public_task.await;
+            state.ws_tasks.wait().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown grace period elapsed with work still open");
+        }
+        stop_admin.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! The `dask-dashboard-gateway` binary: parse flags, load the configuration (exit 64
+//! when it is invalid), start logging, and run until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use dask_dashboard_gateway::config::{self, Config, DiscoveryConfig};
+use dask_dashboard_gateway::{auth, logging, Gateway};
+
+/// Exit status for an unusable configuration (EX_CONFIG is 78; the contract says 64).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "dask-dashboard-gateway",
+    version,
+    about = "Authenticating gateway for Dask dashboards on REANA"
+)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate the configuration (keys included) and exit: 0 when valid, 64 otherwise.
+    #[arg(long)]
+    check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mint a development JWT with the configured shared secret and print a dashboard
+    /// URL that carries it.
+    Token {
+        /// User id to put in the token (default: the first static route's owner).
+        #[arg(long)]
+        user: Option<String>,
+        /// Workflow for the printed URL (default: the first static route).
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Token lifetime, e.g. "1h".
+        #[arg(long, default_value = "8h", value_parser = config::units::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (path, explicit) = match &cli.config {
+        Some(path) => (path.clone(), true),
+        None => (PathBuf::from("config/gateway.toml"), false),
+    };
+    let config = match Config::load(&path, explicit) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("dask-dashboard-gateway: invalid configuration: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(error) = auth::Authenticator::new(&config.auth) {
+        eprintln!("dask-dashboard-gateway: invalid configuration: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if cli.check_config {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    match cli.command {
+        Some(Command::Token {
+            user,
+            workflow,
+            ttl,
+        }) => token(&config, user, workflow, ttl),
+        None => serve(config),
+    }
+}
+
+fn token(
+    config: &Config,
+    user: Option<String>,
+    workflow: Option<String>,
+    ttl: Duration,
+) -> ExitCode {
+    let DiscoveryConfig::Static(routes) = &config.discovery;
+    let first = routes.first();
+    let Some(user) = user.or_else(|| first.map(|r| r.owner.clone())) else {
+        eprintln!(
+            "dask-dashboard-gateway: no --user given and no static route to take an owner from"
+        );
+        return ExitCode::from(2);
+    };
+    let Some(jwt) = &config.auth.jwt else {
+        eprintln!("dask-dashboard-gateway: [auth.jwt] is not configured");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let token = match auth::jwt::mint(jwt, &user, ttl) {
+        Ok(token) => token,
+        Err(error) => {
+            eprintln!("dask-dashboard-gateway: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match workflow.or_else(|| first.map(|r| r.workflow.clone())) {
+        Some(workflow) => {
+            let scheme = if config.server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let addr = config.server.listen;
+            println!("{scheme}://{addr}/dashboard/{workflow}/status?access_token={token}");
+        }
+        None => println!("{token}"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(config: Config) -> ExitCode {
+    if let Err(error) = logging::init(&config.log) {
+        eprintln!("dask-dashboard-gateway: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("dask-dashboard-gateway: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let gateway = match Gateway::bind(config).await {
+            Ok(gateway) => gateway,
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        match gateway.run(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "gateway failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,436 @@
+//! Header helpers for the proxy, as pure functions over `http` types: hop-by-hop removal,
+//! upgrade detection, forwarding headers, request ids and the WebSocket Origin check.
+
+use std::net::IpAddr;
+
+use http::header::{ACCEPT, CONNECTION, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use super::path::same_authority;
+
+/// `X-Forwarded-For` (de facto standard, appended to).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto` (de facto standard, replaced).
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host` (de facto standard, replaced).
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Forwarded-Prefix` (de facto standard, replaced).
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+/// `X-Request-Id` (honoured when well-formed, SPEC §6).
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Hop-by-hop headers always removed (RFC 9110 §7.6.1; `Keep-Alive` and the non-standard
+/// `Proxy-Connection` are HTTP/1.0 leftovers, RFC 9112 Appendix C.2.2).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// The longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): Connection, Keep-Alive,
+/// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authenticate,
+/// Proxy-Authorization, and every header named in any Connection header's
+/// comma-separated list (case-insensitive, trimmed).
+///
+/// A client can name any header in `Connection`, so call this before adding the
+/// gateway's own headers (e.g. [`set_forwarded`]).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(list_items)
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// True when the request asks for a WebSocket upgrade: method GET, `Connection` contains
+/// token `upgrade` (case-insensitive, comma list, several headers possible) and `Upgrade`
+/// contains `websocket` (case-insensitive).
+///
+/// `Connection` is RFC 9110 §7.6.1, `Upgrade` RFC 9110 §7.8 (a protocol may carry a
+/// `/version`, which is ignored); the WebSocket handshake itself is RFC 6455 §4.1.
+pub fn is_websocket_upgrade(method: &Method, headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(list_items)
+        .any(|token| token.eq_ignore_ascii_case(b"upgrade"));
+    let upgrade_websocket = headers
+        .get_all(UPGRADE)
+        .iter()
+        .flat_map(list_items)
+        .any(|protocol| {
+            let name = protocol.split(|&b| b == b'/').next().unwrap_or(protocol);
+            name.eq_ignore_ascii_case(b"websocket")
+        });
+    method == Method::GET && connection_upgrade && upgrade_websocket
+}
+
+/// Sets X-Forwarded-For (appends `client_ip` to an existing value, comma-separated),
+/// X-Forwarded-Proto (`proto`, replaces), X-Forwarded-Host (the client's Host, replaces;
+/// omitted when None), X-Forwarded-Prefix (`prefix`, replaces).
+///
+/// These are the de facto counterparts of RFC 7239 `Forwarded`; the client's `Host`
+/// itself (RFC 9110 §7.2) is left untouched. A client-sent header this function
+/// replaces is removed when the new value is absent or not a valid header value.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: IpAddr,
+    proto: &str,
+    host: Option<&HeaderValue>,
+    prefix: &str,
+) {
+    let ip = client_ip.to_string();
+    let mut chain: Vec<u8> = Vec::new();
+    for value in headers.get_all(&X_FORWARDED_FOR) {
+        let value = value.as_bytes().trim_ascii();
+        if !value.is_empty() {
+            chain.extend_from_slice(value);
+            chain.extend_from_slice(b", ");
+        }
+    }
+    chain.extend_from_slice(ip.as_bytes());
+    let forwarded_for = HeaderValue::from_bytes(&chain)
+        .or_else(|_| HeaderValue::from_str(&ip))
+        .ok();
+    let (proto, prefix) = (HeaderValue::from_str(proto), HeaderValue::from_str(prefix));
+    replace(headers, X_FORWARDED_FOR, forwarded_for);
+    replace(headers, X_FORWARDED_PROTO, proto.ok());
+    replace(headers, X_FORWARDED_HOST, host.cloned());
+    replace(headers, X_FORWARDED_PREFIX, prefix.ok());
+}
+
+/// Sets `name` to `value`, or removes it when `value` is None.
+fn replace(headers: &mut HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
+    match value {
+        Some(value) => {
+            headers.insert(name, value);
+        }
+        None => {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Total size of a request head's header section as sent on the wire: for each header
+/// `name.len() + value.len() + 4`.
+///
+/// The 4 bytes are `": "` and CRLF of each field line (RFC 9112 §5); compared against
+/// `upstream.max_header_bytes` (431, RFC 6585 §5).
+pub fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
+/// A request id from `X-Request-Id` if it is 1..=128 visible ASCII chars (0x21..=0x7e),
+/// else None.
+///
+/// Visible characters are RFC 9110 §5.5 `VCHAR` without obs-text; only the first
+/// `X-Request-Id` header is considered.
+pub fn request_id(headers: &HeaderMap) -> Option<String> {
+    let bytes = headers.get(&X_REQUEST_ID)?.as_bytes();
+    let valid = (1..=MAX_REQUEST_ID).contains(&bytes.len())
+        && bytes.iter().all(|b| (0x21..=0x7e).contains(b));
+    if !valid {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok().map(str::to_owned)
+}
+
+/// True when the client prefers HTML: an `Accept` header containing `text/html`.
+///
+/// `Accept` is RFC 9110 §12.5.1; media types compare case-insensitively (§8.3.1).
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers.get_all(ACCEPT).iter().any(|value| {
+        value
+            .as_bytes()
+            .windows(b"text/html".len())
+            .any(|window| window.eq_ignore_ascii_case(b"text/html"))
+    })
+}
+
+/// Origin check for WebSocket upgrades (SPEC §4). True when there is no Origin header;
+/// when the Origin (e.g. `https://reana.example.org` or `http://127.0.0.1:8080`) is listed
+/// exactly in `allowed` (case-insensitive); or when its `host[:port]` equals `host` (the
+/// request's Host, case-insensitive; scheme not compared; a default port `:80`/`:443` on
+/// either side normalised away according to the Origin's scheme). False for
+/// `Origin: null`, an unparsable Origin, or any other origin.
+///
+/// `Origin` is RFC 6454 §7 (serialised as `scheme://host[:port]`, §6.2); `Host` is
+/// RFC 9110 §7.2.
+pub fn origin_allowed(
+    origin: Option<&HeaderValue>,
+    host: Option<&str>,
+    allowed: &[String],
+) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim();
+    let Some((scheme, authority)) = parse_origin(origin) else {
+        return false;
+    };
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    host.is_some_and(|host| same_authority(scheme, authority, host.trim()))
+}
+
+/// Splits a serialised origin into scheme and `host[:port]`; None for `null` and anything
+/// that is not `scheme://host[:port]` with a non-empty host and a numeric port.
+fn parse_origin(origin: &str) -> Option<(&str, &str)> {
+    let (scheme, authority) = origin.split_once("://")?;
+    let mut scheme_chars = scheme.chars();
+    let scheme_ok = scheme_chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme_chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let authority_ok = !authority.is_empty()
+        && !authority
+            .bytes()
+            .any(|b| matches!(b, b'/' | b'?' | b'#' | b'@' | b'\\') || b <= b' ' || b == 0x7f);
+    if !scheme_ok || !authority_ok {
+        return None;
+    }
+    // The port follows the last `:` outside an IPv6 literal's brackets.
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    let (host, port) = match authority[host_end..].rfind(':') {
+        Some(i) => authority.split_at(host_end + i),
+        None => (authority, ""),
+    };
+    let port_ok =
+        port.is_empty() || (port.len() > 1 && port[1..].bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = !host.is_empty() && (host.starts_with('[') == host.ends_with(']'));
+    (port_ok && host_ok).then_some((scheme, authority))
+}
+
+/// The trimmed, non-empty items of a comma-separated header value (RFC 9110 §5.6.1).
+fn list_items(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|item| !item.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("name");
+            headers.append(name, HeaderValue::from_str(value).expect("value"));
+        }
+        headers
+    }
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn hop_by_hop_fixed_list() {
+        #[rustfmt::skip]
+        let mut headers = map(&[
+            ("Connection", "close"), ("Keep-Alive", "timeout=5"), ("TE", "trailers"),
+            ("Proxy-Connection", "keep-alive"), ("Trailer", "X-Checksum"),
+            ("Transfer-Encoding", "chunked"), ("Upgrade", "websocket"),
+            ("Proxy-Authenticate", "Basic"), ("Proxy-Authorization", "Basic abc"),
+            ("Host", "example.org"), ("Accept", "*/*"), ("Sec-WebSocket-Protocol", "bokeh, t"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(
+            names(&headers),
+            ["accept", "host", "sec-websocket-protocol"]
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_named_in_connection() {
+        #[rustfmt::skip]
+        let mut headers = map(&[
+            ("Connection", "keep-alive, X-Foo"), ("Connection", " x-bar ,,Upgrade"),
+            ("X-Foo", "1"), ("X-Bar", "2"), ("X-Baz", "3"),
+            ("Keep-Alive", "timeout=5"), ("Upgrade", "websocket"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["x-baz"]);
+        // An unparsable token is ignored, not fatal.
+        let mut headers = map(&[
+            ("Connection", "bad name, X-Qux"),
+            ("X-Qux", "1"),
+            ("A", "b"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["a"]);
+    }
+
+    #[test]
+    fn websocket_upgrade_detection() {
+        type Case<'a> = (Method, &'a [(&'a str, &'a str)], bool);
+        let (c, u) = ("Connection", "Upgrade");
+        #[rustfmt::skip]
+        let cases: &[Case<'_>] = &[
+            (Method::GET, &[(c, "Upgrade"), (u, "websocket")], true),
+            (Method::GET, &[(c, "keep-alive, Upgrade"), (u, "websocket")], true),
+            (Method::GET, &[("connection", "upgrade"), ("upgrade", "WebSocket")], true),
+            (Method::GET, &[(c, "keep-alive"), (c, "upgrade"), (u, "websocket")], true),
+            (Method::GET, &[(c, "Upgrade"), (u, "h2c, websocket/13")], true),
+            (Method::POST, &[(c, "Upgrade"), (u, "websocket")], false),
+            (Method::HEAD, &[(c, "Upgrade"), (u, "websocket")], false),
+            (Method::GET, &[(c, "keep-alive"), (u, "websocket")], false),
+            (Method::GET, &[(c, "upgrades"), (u, "websocket")], false),
+            (Method::GET, &[(c, "Upgrade"), (u, "h2c")], false),
+            (Method::GET, &[(c, "Upgrade")], false),
+            (Method::GET, &[(u, "websocket")], false),
+            (Method::GET, &[], false),
+        ];
+        for (method, pairs, want) in cases {
+            assert_eq!(
+                is_websocket_upgrade(method, &map(pairs)),
+                *want,
+                "{method} {pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_headers_replace_spoofed_values() {
+        let ip: IpAddr = "10.0.0.7".parse().expect("ip");
+        let host = HeaderValue::from_static("reana.example.org");
+        #[rustfmt::skip]
+        let mut headers = map(&[
+            ("X-Forwarded-Proto", "http"), ("X-Forwarded-Prefix", "/spoofed"),
+            ("X-Forwarded-Host", "evil"), ("X-Forwarded-Host", "evil2"),
+        ]);
+        set_forwarded(&mut headers, ip, "https", Some(&host), "/dashboard/a");
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "reana.example.org");
+        assert_eq!(headers["x-forwarded-prefix"], "/dashboard/a");
+        assert_eq!(headers.get_all("x-forwarded-host").iter().count(), 1);
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let ip: IpAddr = "::1".parse().expect("ip");
+        let xff = "X-Forwarded-For";
+        let mut headers = map(&[(xff, "1.2.3.4, 5.6.7.8"), (xff, "9.9.9.9 ")]);
+        set_forwarded(&mut headers, ip, "http", None, "/a/dashboard");
+        assert_eq!(headers.get_all(xff).iter().count(), 1);
+        assert_eq!(headers[xff], "1.2.3.4, 5.6.7.8, 9.9.9.9, ::1");
+        let mut headers = map(&[(xff, "1.2.3.4"), ("X-Forwarded-Host", "evil")]);
+        set_forwarded(&mut headers, ip, "http", None, "/a/dashboard");
+        assert_eq!(headers[xff], "1.2.3.4, ::1");
+        assert!(headers.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn header_section_size() {
+        assert_eq!(header_bytes(&HeaderMap::new()), 0);
+        // "host: a\r\n" = 4 + 1 + 4; "x-a: bc\r\n" twice = (3 + 2 + 4) * 2.
+        let headers = map(&[("Host", "a"), ("X-A", "bc"), ("X-A", "bc")]);
+        assert_eq!(header_bytes(&headers), 9 + 18);
+    }
+
+    #[test]
+    fn request_ids() {
+        let (max, too_long) = ("a".repeat(128), "a".repeat(129));
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<&str>)] = &[
+            ("abc-123", Some("abc-123")), ("!~", Some("!~")), (&max, Some(&max)),
+            (&too_long, None), ("", None), ("a b", None), ("a\tb", None),
+        ];
+        for (value, want) in cases {
+            let got = request_id(&map(&[("X-Request-Id", value)]));
+            assert_eq!(got.as_deref(), *want, "{value:?}");
+        }
+        assert_eq!(request_id(&HeaderMap::new()), None);
+        let mut headers = HeaderMap::new();
+        let non_ascii = HeaderValue::from_bytes("idé".as_bytes()).expect("obs-text value");
+        headers.insert(X_REQUEST_ID, non_ascii);
+        assert_eq!(request_id(&headers), None);
+    }
+
+    #[test]
+    fn html_preference() {
+        assert!(wants_html(&map(&[(
+            "Accept",
+            "text/html,application/xhtml+xml;q=0.9"
+        )])));
+        assert!(wants_html(&map(&[
+            ("Accept", "application/json"),
+            ("Accept", "TEXT/HTML")
+        ])));
+        assert!(!wants_html(&map(&[("Accept", "application/json")])));
+        assert!(!wants_html(&map(&[("Accept", "*/*")])));
+        assert!(!wants_html(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn origins() {
+        let allowed = ["https://reana.example.org".to_owned()];
+        let (gw, lo) = (Some("gw.example.org"), Some("127.0.0.1:8080"));
+        #[rustfmt::skip]
+        let cases: &[(Option<&str>, Option<&str>, bool)] = &[
+            (None, gw, true),
+            (None, None, true),
+            (Some("https://gw.example.org"), gw, true),
+            (Some("http://gw.example.org"), gw, true),
+            (Some("HTTPS://GW.Example.org"), Some("gw.example.ORG"), true),
+            (Some("http://127.0.0.1:8080"), lo, true),
+            (Some("http://127.0.0.1:8080"), Some("127.0.0.1:8081"), false),
+            (Some("http://127.0.0.1:8080"), Some("127.0.0.1"), false),
+            (Some("http://127.0.0.1"), lo, false),
+            (Some("https://gw.example.org:443"), gw, true),
+            (Some("https://gw.example.org"), Some("gw.example.org:443"), true),
+            (Some("http://gw.example.org"), Some("gw.example.org:80"), true),
+            (Some("http://gw.example.org"), Some("gw.example.org:443"), false),
+            (Some("https://gw.example.org"), Some("gw.example.org:80"), false),
+            (Some("http://[::1]:8080"), Some("[::1]:8080"), true),
+            (Some("http://[::1]"), Some("[::1]:80"), true),
+            (Some("https://evil.example"), gw, false),
+            (Some("https://evil.example"), None, false),
+            (Some("https://reana.example.org"), gw, true),
+            (Some("HTTPS://REANA.example.org"), None, true),
+            (Some("http://reana.example.org"), gw, false),
+            (Some("null"), gw, false),
+            (Some("gw.example.org"), gw, false),
+            (Some("https://"), Some(""), false),
+            (Some("https://gw.example.org/"), gw, false),
+            (Some("https://u@gw.example.org"), gw, false),
+            (Some("https://gw.example.org:"), Some("gw.example.org:"), false),
+            (Some("https://gw.example.org:x"), Some("gw.example.org:x"), false),
+            (Some("1http://gw.example.org"), gw, false),
+        ];
+        for (origin, host, want) in cases {
+            let value = origin.map(|o| HeaderValue::from_str(o).expect("origin"));
+            let got = origin_allowed(value.as_ref(), *host, &allowed);
+            assert_eq!(got, *want, "origin={origin:?} host={host:?}");
+        }
+        let non_utf8 = HeaderValue::from_bytes(b"https://\xff").expect("obs-text value");
+        assert!(!origin_allowed(Some(&non_utf8), Some("x"), &[]));
+    }
+}

@@ -1,0 +1,274 @@
+//! The request path: parse the URL, authenticate, look up the route, authorize,
+//! then forward HTTP or WebSocket. Errors become responses in `error.rs` only.
+
+pub mod headers;
+mod http;
+pub mod path;
+mod relay;
+mod ws;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ::http::header::{CACHE_CONTROL, HOST, LOCATION, SET_COOKIE};
+use ::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::auth::credentials::{self, Credential};
+use crate::auth::{AuthError, Identity};
+use crate::body::{empty, Body};
+use crate::error::{ErrorContext, ProxyError};
+use crate::metrics::{AuthResult, RequestKind};
+use crate::routes::Route;
+use crate::state::State;
+use path::Target;
+
+pub use relay::{relay, RelayEnd, RelayLimits};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the access log says about a request beyond method, path and status.
+#[derive(Debug, Default)]
+struct Outcome {
+    user: Option<String>,
+    workflow: Option<String>,
+}
+
+/// Everything the forwarders need about an authorized request.
+pub(crate) struct Forward<'a> {
+    route: &'a Route,
+    prefix: &'a str,
+    /// Normalised upstream path plus the query without credentials.
+    path_and_query: String,
+    client_ip: IpAddr,
+    proto: &'static str,
+    request_id: &'a str,
+    cookie_name: &'a str,
+    /// When the caller's credential expires (closes WebSockets).
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Forward<'_> {
+    /// Removes credentials and adds the forwarding headers to an upstream request.
+    fn prepare_headers(&self, headers: &mut HeaderMap) {
+        credentials::strip_request_credentials(headers, self.cookie_name);
+        let host = headers.get(HOST).cloned();
+        headers::set_forwarded(
+            headers,
+            self.client_ip,
+            self.proto,
+            host.as_ref(),
+            self.prefix,
+        );
+        if let Ok(id) = HeaderValue::from_str(self.request_id) {
+            headers.insert(X_REQUEST_ID.clone(), id);
+        }
+    }
+}
+
+/// Handles one request on the public listener. Never fails: every error is turned
+/// into a response here, counted, and logged once.
+pub(crate) async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<Body> {
+    let start = Instant::now();
+    let request_id = headers::request_id(req.headers()).unwrap_or_else(new_request_id);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let html = headers::wants_html(req.headers());
+    let kind = if headers::is_websocket_upgrade(req.method(), req.headers()) {
+        RequestKind::WebSocket
+    } else {
+        RequestKind::Http
+    };
+    let mut outcome = Outcome::default();
+    let result = dispatch(&state, req, client, kind, &request_id, &mut outcome).await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(request_id, error = error.as_label(), "request refused");
+            let ctx = ErrorContext {
+                html,
+                public_url: state.auth_config.public_url.as_deref(),
+            };
+            error.into_response(&ctx)
+        }
+    };
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    }
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.request(kind, status, elapsed);
+    tracing::info!(
+        target: "access",
+        request_id,
+        method = %method,
+        path,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        user = outcome.user.as_deref().unwrap_or("-"),
+        workflow = outcome.workflow.as_deref().unwrap_or("-"),
+        websocket = kind == RequestKind::WebSocket,
+    );
+    response
+}
+
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+async fn dispatch(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    client: SocketAddr,
+    kind: RequestKind,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, ProxyError> {
+    if headers::header_bytes(req.headers()) > state.upstream.max_header_bytes {
+        return Err(ProxyError::HeaderTooLarge);
+    }
+    let target =
+        path::parse(req.uri().path(), state.reana_paths).map_err(|_| ProxyError::NotFound)?;
+    let query = req.uri().query();
+    let (workflow, prefix, rest) = match target {
+        Target::Bare { workflow, prefix } => {
+            outcome.workflow = Some(workflow);
+            let location = match query {
+                Some(q) => format!("{prefix}/status?{q}"),
+                None => format!("{prefix}/status"),
+            };
+            return Ok(redirect(StatusCode::FOUND, &location));
+        }
+        Target::Dashboard {
+            workflow,
+            prefix,
+            rest,
+        } => (workflow, prefix, rest),
+    };
+    outcome.workflow = Some(workflow.clone());
+    let websocket = kind == RequestKind::WebSocket;
+    if websocket {
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(req.uri().authority().map(|a| a.as_str()));
+        let origin = req.headers().get(::http::header::ORIGIN);
+        if !headers::origin_allowed(origin, host, &state.auth_config.allowed_origins) {
+            return Err(ProxyError::OriginRejected);
+        }
+    }
+
+    let credential = credentials::extract(req.headers(), query, &state.auth_config.cookie_name);
+    let identity = authenticate(state, credential.as_ref()).await?;
+    outcome.user = Some(identity.user.clone());
+    let route = state
+        .routes
+        .lookup(&workflow)
+        .ok_or(ProxyError::WorkflowNotFound)?;
+    if !state.auth.authorize(&identity, &route) {
+        state.metrics.auth(AuthResult::Forbidden);
+        return Err(ProxyError::Forbidden);
+    }
+    state.metrics.auth(AuthResult::Allowed);
+
+    let clean_query = query.and_then(credentials::strip_query);
+    let path_and_query = match &clean_query {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest,
+    };
+    if let Some(credential) = credential.as_ref().filter(|c| c.from_query()) {
+        if !websocket && (req.method() == Method::GET || req.method() == Method::HEAD) {
+            let location = format!("{prefix}{path_and_query}");
+            if let Some(response) =
+                cookie_redirect(state, credential, &identity, &prefix, &location)
+            {
+                return Ok(response);
+            }
+        }
+    }
+
+    let fwd = Forward {
+        route: &route,
+        prefix: &prefix,
+        path_and_query,
+        client_ip: client.ip(),
+        proto: if state.tls { "https" } else { "http" },
+        request_id,
+        cookie_name: &state.auth_config.cookie_name,
+        deadline: identity.expires_at.map(deadline_instant),
+    };
+    if websocket {
+        ws::forward(state, req, fwd).await
+    } else {
+        http::forward(state, req, fwd).await
+    }
+}
+
+async fn authenticate(
+    state: &State,
+    credential: Option<&Credential>,
+) -> Result<Identity, ProxyError> {
+    state.auth.authenticate(credential).await.map_err(|e| {
+        state.metrics.auth(match e {
+            AuthError::Missing => AuthResult::Missing,
+            AuthError::Expired => AuthResult::Expired,
+            AuthError::Invalid(_) => AuthResult::Invalid,
+        });
+        ProxyError::from(e)
+    })
+}
+
+/// Converts a wall-clock expiry into a tokio instant (already past → now).
+fn deadline_instant(at: SystemTime) -> tokio::time::Instant {
+    let remaining = at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    tokio::time::Instant::now() + remaining
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut response = Response::new(empty());
+    *response.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A credential given in the query string: keep it in an HttpOnly cookie scoped to
+/// the workflow's prefix and send the browser to the same URL without it. `None`
+/// when the credential cannot be a cookie value (the request is then served as is).
+fn cookie_redirect(
+    state: &State,
+    credential: &Credential,
+    identity: &Identity,
+    prefix: &str,
+    location: &str,
+) -> Option<Response<Body>> {
+    let mut max_age = state.auth_config.cookie_max_age;
+    if let Some(exp) = identity.expires_at {
+        max_age = max_age.min(
+            exp.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        );
+    }
+    let cookie = credentials::set_cookie(
+        &state.auth_config.cookie_name,
+        credential.secret(),
+        prefix,
+        max_age,
+        state.auth_config.cookie_secure,
+    )?;
+    let mut response = redirect(StatusCode::SEE_OTHER, location);
+    response.headers_mut().insert(SET_COOKIE, cookie);
+    Some(response)
+}

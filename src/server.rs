@@ -1,0 +1,125 @@
+//! Listeners: the accept loop (plain TCP or TLS), HTTP/1.1 and HTTP/2 with upgrades,
+//! and the graceful drain of open connections when shutdown begins.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::Body;
+
+/// Connection-level settings of a listener.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnSettings {
+    /// Drop a client that has not sent a whole request head by then.
+    pub(crate) header_read_timeout: Duration,
+    /// Largest request head (HTTP/1 read buffer, HTTP/2 header list).
+    pub(crate) max_header_bytes: usize,
+}
+
+fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper answers 431 itself when a head outgrows its buffer; the handler checks
+    // the exact limit, so the buffer leaves room for the request line.
+    let buf = (settings.max_header_bytes + 16 * 1024).max(8192);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(buf);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Serves `listener` until `stop` is cancelled, then waits up to `grace` for open
+/// HTTP connections to finish (upgraded connections are tracked by their owner).
+pub(crate) async fn serve<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    settings: ConnSettings,
+    handler: H,
+    stop: CancellationToken,
+    grace: Duration,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let builder = builder(&settings);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = tower::service_fn(move |req: Request<Incoming>| {
+            let response = handler(req, peer);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let service = TowerToHyperService::new(service);
+        match &tls {
+            None => {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(error) = conn.await {
+                        tracing::debug!(error = %error, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                // The TLS handshake counts against the same budget as the request head.
+                let handshake_timeout = settings.header_read_timeout;
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    let stream = match handshake.await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "tls handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(error) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(error = %error, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open connections did not finish within the shutdown grace period");
+    }
+}
