@@ -1,7 +1,7 @@
 //! `ProxyError`: every way a request can fail, and the one place where a failure
 //! becomes an HTTP response (status, JSON or HTML page, headers).
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::auth::AuthError;
@@ -26,6 +26,18 @@ pub enum ProxyError {
     /// Authenticated, but not allowed to see this workflow.
     #[error("not allowed for this workflow")]
     Forbidden,
+    /// A user the workflow is shared with tried a method other than GET/HEAD.
+    #[error("shared dashboards are read-only")]
+    ReadOnly,
+    /// reana-server (or the JWKS endpoint) is unreachable and nothing is cached.
+    #[error("authentication service unavailable")]
+    AuthUnavailable,
+    /// Too many failed authentications from this client address.
+    #[error("too many failed authentications")]
+    TooManyRequests,
+    /// The workflow's scheduler Service exists but has no ready endpoint yet.
+    #[error("dask cluster starting")]
+    ClusterStarting,
     /// A WebSocket handshake from an origin that is not allowed.
     #[error("websocket origin not allowed")]
     OriginRejected,
@@ -50,10 +62,14 @@ impl From<AuthError> for ProxyError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Missing => ProxyError::Unauthenticated,
+            AuthError::Unavailable => ProxyError::AuthUnavailable,
             other => ProxyError::BadCredential(other),
         }
     }
 }
+
+/// Seconds a client is asked to wait before retrying a 429 or 503.
+const RETRY_AFTER_SECONDS: &str = "5";
 
 /// What the error page may say beyond the error itself.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,7 +86,13 @@ impl ProxyError {
         match self {
             ProxyError::NotFound | ProxyError::WorkflowNotFound => StatusCode::NOT_FOUND,
             ProxyError::Unauthenticated | ProxyError::BadCredential(_) => StatusCode::UNAUTHORIZED,
-            ProxyError::Forbidden | ProxyError::OriginRejected => StatusCode::FORBIDDEN,
+            ProxyError::Forbidden | ProxyError::ReadOnly | ProxyError::OriginRejected => {
+                StatusCode::FORBIDDEN
+            }
+            ProxyError::AuthUnavailable | ProxyError::ClusterStarting => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::UpstreamConnect | ProxyError::UpstreamProtocol => StatusCode::BAD_GATEWAY,
@@ -87,6 +109,10 @@ impl ProxyError {
             ProxyError::BadCredential(AuthError::Expired) => "expired_credential",
             ProxyError::BadCredential(_) => "invalid_credential",
             ProxyError::Forbidden => "forbidden",
+            ProxyError::ReadOnly => "read_only",
+            ProxyError::AuthUnavailable => "auth_unavailable",
+            ProxyError::TooManyRequests => "too_many_requests",
+            ProxyError::ClusterStarting => "cluster_starting",
             ProxyError::OriginRejected => "origin_rejected",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::HeaderTooLarge => "header_too_large",
@@ -104,6 +130,10 @@ impl ProxyError {
             ProxyError::BadCredential(AuthError::Expired) => "Your access has expired",
             ProxyError::BadCredential(_) => "Access token not accepted",
             ProxyError::Forbidden => "Not your workflow",
+            ProxyError::ReadOnly => "Read-only access",
+            ProxyError::AuthUnavailable => "Sign-in temporarily unavailable",
+            ProxyError::TooManyRequests => "Too many failed sign-in attempts",
+            ProxyError::ClusterStarting => "The Dask cluster is starting",
             ProxyError::OriginRejected => "Cross-site request refused",
             ProxyError::BadRequest(_) => "Bad request",
             ProxyError::HeaderTooLarge => "Request headers too large",
@@ -132,6 +162,18 @@ impl ProxyError {
             ProxyError::Forbidden => "Only the workflow's owner and the users it is shared \
                 with can open its Dask dashboard."
                 .into(),
+            ProxyError::ReadOnly => "This workflow is shared with you for viewing: its \
+                dashboard cannot be changed from your account."
+                .into(),
+            ProxyError::AuthUnavailable => "REANA could not confirm who you are just now. \
+                Try again in a moment."
+                .into(),
+            ProxyError::TooManyRequests => "Too many requests with invalid credentials came \
+                from your address. Wait a little and open the dashboard from REANA again."
+                .into(),
+            ProxyError::ClusterStarting => "The workflow's Dask scheduler is not ready yet. \
+                This page reloads by itself and shows the dashboard as soon as it is."
+                .into(),
             ProxyError::OriginRejected => {
                 "A page on another site tried to open this dashboard's live connection.".into()
             }
@@ -152,7 +194,12 @@ impl ProxyError {
     pub fn into_response(self, ctx: &ErrorContext<'_>) -> Response<Body> {
         let status = self.status();
         let (content_type, body) = if ctx.html {
-            let html = page(self.title(), &format!("<p>{}</p>", self.explanation(ctx)));
+            let refresh = matches!(self, ProxyError::ClusterStarting);
+            let html = page(
+                self.title(),
+                &format!("<p>{}</p>", self.explanation(ctx)),
+                refresh,
+            );
             ("text/html; charset=utf-8", html)
         } else {
             let json = serde_json::json!({
@@ -166,6 +213,12 @@ impl ProxyError {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
         if status == StatusCode::UNAUTHORIZED {
             let challenge = match self {
                 ProxyError::BadCredential(_) => "Bearer error=\"invalid_token\"",
@@ -214,8 +267,24 @@ mod tests {
         assert_eq!(v["error"], "expired_credential");
     }
 
+    #[tokio::test]
+    async fn starting_cluster_page_refreshes_itself() {
+        let ctx = ErrorContext {
+            html: true,
+            public_url: None,
+        };
+        let r = ProxyError::ClusterStarting.into_response(&ctx);
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[RETRY_AFTER], RETRY_AFTER_SECONDS);
+        let body = text(r).await;
+        assert!(body.contains("http-equiv=\"refresh\""), "{body}");
+    }
+
     #[test]
     fn statuses() {
+        assert_eq!(ProxyError::AuthUnavailable.status(), 503);
+        assert_eq!(ProxyError::TooManyRequests.status(), 429);
+        assert_eq!(ProxyError::ReadOnly.status(), 403);
         assert_eq!(ProxyError::WorkflowNotFound.status(), 404);
         assert_eq!(ProxyError::Forbidden.status(), 403);
         assert_eq!(ProxyError::OriginRejected.status(), 403);

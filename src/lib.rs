@@ -45,6 +45,9 @@ pub enum StartError {
     /// TLS material is unusable.
     #[error("tls: {0}")]
     Tls(#[from] tls::TlsError),
+    /// Discovery could not start.
+    #[error("discovery: {0}")]
+    Discovery(#[from] discovery::DiscoveryError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -82,7 +85,13 @@ impl Gateway {
         let readiness = Readiness::new();
         let public = bind(config.server.listen).await?;
         let admin = bind(config.server.admin_listen).await?;
-        discovery::start(&config.discovery, Arc::clone(&routes), readiness.clone());
+        discovery::start(
+            &config.discovery,
+            Arc::clone(&routes),
+            readiness.clone(),
+            Arc::clone(&metrics),
+        )
+        .await?;
         let state = State::new(
             &config,
             auth,

@@ -83,8 +83,10 @@ fn token(
     workflow: Option<String>,
     ttl: Duration,
 ) -> ExitCode {
-    let DiscoveryConfig::Static(routes) = &config.discovery;
-    let first = routes.first();
+    let first = match &config.discovery {
+        DiscoveryConfig::Static(routes) => routes.first(),
+        DiscoveryConfig::Kubernetes(_) => None,
+    };
     let Some(user) = user.or_else(|| first.map(|r| r.owner.clone())) else {
         eprintln!(
             "dask-dashboard-gateway: no --user given and no static route to take an owner from"

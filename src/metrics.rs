@@ -41,15 +41,21 @@ pub enum AuthResult {
     Expired,
     /// Authenticated but not allowed for the workflow.
     Forbidden,
+    /// The verifier could not answer; refused.
+    Unavailable,
+    /// Refused before verification: too many failures from the client address.
+    RateLimited,
 }
 
 impl AuthResult {
-    const ALL: [AuthResult; 5] = [
+    const ALL: [AuthResult; 7] = [
         AuthResult::Allowed,
         AuthResult::Missing,
         AuthResult::Invalid,
         AuthResult::Expired,
         AuthResult::Forbidden,
+        AuthResult::Unavailable,
+        AuthResult::RateLimited,
     ];
 
     fn as_label(self) -> &'static str {
@@ -59,6 +65,8 @@ impl AuthResult {
             AuthResult::Invalid => "invalid",
             AuthResult::Expired => "expired",
             AuthResult::Forbidden => "forbidden",
+            AuthResult::Unavailable => "unavailable",
+            AuthResult::RateLimited => "rate_limited",
         }
     }
 }

@@ -16,10 +16,19 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
-/// A complete page with `title` and already-escaped `body_html`.
-pub(crate) fn page(title: &str, body_html: &str) -> String {
+/// Seconds between reloads of a self-refreshing page.
+const REFRESH_SECONDS: u32 = 5;
+
+/// A complete page with `title` and already-escaped `body_html`; with `refresh` the
+/// browser reloads it every few seconds.
+pub(crate) fn page(title: &str, body_html: &str, refresh: bool) -> String {
+    let refresh = if refresh {
+        format!("<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">")
+    } else {
+        String::new()
+    };
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{refresh}\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{title} · Dask dashboard</title>\
 <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}}\

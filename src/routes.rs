@@ -14,6 +14,8 @@ pub struct Route {
     pub upstream: String,
     /// The owner's user id.
     pub owner: String,
+    /// Whether the scheduler has a ready endpoint (a starting cluster answers 503).
+    pub ready: bool,
 }
 
 /// The live routing table.
@@ -82,6 +84,7 @@ mod tests {
             workflow: id.into(),
             upstream: up.into(),
             owner: "alice".into(),
+            ready: true,
         }
     }
 

@@ -193,6 +193,10 @@ fn secret_key(key: &JwtKey) -> Result<DecodingKey, ConfigError> {
             "auth.jwt.public_key_file",
             "HS* algorithms need a shared secret (`secret` or `secret_file`), not a PEM",
         )),
+        JwtKey::Jwks(_) => Err(ConfigError::key(
+            "auth.jwt.jwks_url",
+            "HS* algorithms need a shared secret (`secret` or `secret_file`), not a JWK Set",
+        )),
     }
 }
 

@@ -30,6 +30,10 @@ pub enum AuthError {
     /// The credential has expired.
     #[error("credential expired")]
     Expired,
+    /// The verifier (reana-server, the JWKS endpoint) could not answer and nothing
+    /// valid is cached: the caller is refused, never let through.
+    #[error("verifier unavailable")]
+    Unavailable,
 }
 
 use crate::config::{AuthConfig, ConfigError};

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// Also serve REANA's `/<workflow-id>/dashboard/…` form.
     pub reana_paths: bool,
+    /// Peers (ingress controllers) whose `X-Forwarded-For` is believed when telling
+    /// the client's address, as `(network, prefix length)`.
+    pub trusted_proxies: Vec<(std::net::IpAddr, u8)>,
     /// Optional TLS on the public listener.
     pub tls: Option<TlsConfig>,
     /// Deadline for in-flight work after SIGTERM.
@@ -102,10 +105,53 @@ pub struct AuthConfig {
     pub cookie_max_age: Duration,
     /// Extra origins allowed to open WebSockets (`scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
-    /// Public URL of the REANA web UI, linked from the 401 page.
-    pub public_url: Option<String>,
     /// Local JWT verification.
     pub jwt: Option<JwtConfig>,
+    /// Introspection against reana-server.
+    pub reana: Option<ReanaConfig>,
+    /// Limits on failed authentications per client address.
+    pub rate_limit: RateLimitConfig,
+}
+
+impl AuthConfig {
+    /// Public URL of the REANA web UI (`auth.reana.public_url`), for error pages.
+    pub fn public_url(&self) -> Option<&str> {
+        self.reana.as_ref().and_then(|r| r.public_url.as_deref())
+    }
+}
+
+/// `[auth.reana]`: introspection of REANA access tokens and the web-UI session
+/// against reana-server.
+#[derive(Debug, Clone)]
+pub struct ReanaConfig {
+    /// Base URL of reana-server as the gateway reaches it (no trailing slash), e.g.
+    /// `http://reana-server.reana.svc:80`.
+    pub server_url: String,
+    /// Public URL of the REANA web UI, linked from the 401 page.
+    pub public_url: Option<String>,
+    /// `Host` header sent to reana-server (REANA's `reana_hostname`), when set; also
+    /// sends `X-Forwarded-Proto: https`.
+    pub host_header: Option<String>,
+    /// How long a successful answer is reused.
+    pub cache_ttl: Duration,
+    /// How long a refusal is reused.
+    pub negative_ttl: Duration,
+    /// Deadline for one call to reana-server.
+    pub timeout: Duration,
+    /// Most cached decisions kept (identities and sharing answers together).
+    pub cache_max_entries: usize,
+}
+
+/// `[auth.rate_limit]`: failed authentications allowed per client address (token
+/// bucket). Beyond it the client gets 429 before any verification is attempted.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// Failures allowed in a burst.
+    pub burst: u32,
+    /// Failures allowed per second once the burst is spent.
+    pub per_second: f64,
+    /// Client addresses tracked at most (oldest forgotten first).
+    pub max_clients: usize,
 }
 
 /// `[auth.jwt]`: local JWT verification.
@@ -132,6 +178,19 @@ pub enum JwtKey {
     Secret(Vec<u8>),
     /// PEM public key (RSA, EC or Ed25519) for the asymmetric algorithms.
     PublicKeyPem(Vec<u8>),
+    /// A JWK Set fetched from a URL and refreshed in the background.
+    Jwks(JwksConfig),
+}
+
+/// Where and how often to fetch a JWK Set.
+#[derive(Debug, Clone)]
+pub struct JwksConfig {
+    /// `http(s)://` URL of the JWK Set.
+    pub url: String,
+    /// Regular refresh period.
+    pub refresh_interval: Duration,
+    /// An unknown `kid` triggers a refresh at most this often.
+    pub min_refresh: Duration,
 }
 
 impl fmt::Debug for JwtKey {
@@ -139,6 +198,7 @@ impl fmt::Debug for JwtKey {
         match self {
             JwtKey::Secret(_) => f.write_str("Secret(<redacted>)"),
             JwtKey::PublicKeyPem(pem) => write!(f, "PublicKeyPem({} bytes)", pem.len()),
+            JwtKey::Jwks(jwks) => write!(f, "Jwks({})", jwks.url),
         }
     }
 }
@@ -148,6 +208,23 @@ impl fmt::Debug for JwtKey {
 pub enum DiscoveryConfig {
     /// Fixed routes from the file.
     Static(Vec<StaticRoute>),
+    /// Scheduler Services watched in Kubernetes.
+    Kubernetes(KubernetesConfig),
+}
+
+/// `[discovery] kind = "kubernetes"`.
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    /// Namespace to watch; `None` watches all namespaces.
+    pub namespace: Option<String>,
+    /// Label selector for scheduler Services.
+    pub selector: String,
+    /// Label holding the workflow id.
+    pub workflow_label: String,
+    /// Labels holding the owner, first present wins.
+    pub owner_labels: Vec<String>,
+    /// Name of the dashboard port (else port 8787).
+    pub port_name: String,
 }
 
 /// One `[[discovery.static.routes]]` entry.

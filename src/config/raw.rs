@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use super::units;
 use super::{
-    AuthConfig, Config, ConfigError, DiscoveryConfig, JwtConfig, JwtKey, LogConfig, LogFormat,
-    ServerConfig, StaticRoute, TlsConfig, UpstreamConfig, DEV_SECRET,
+    AuthConfig, Config, ConfigError, DiscoveryConfig, JwksConfig, JwtConfig, JwtKey,
+    KubernetesConfig, LogConfig, LogFormat, RateLimitConfig, ReanaConfig, ServerConfig,
+    StaticRoute, TlsConfig, UpstreamConfig, DEV_SECRET,
 };
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +35,7 @@ struct RawServer {
     listen: String,
     admin_listen: String,
     reana_paths: bool,
+    trusted_proxies: Vec<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     #[serde(deserialize_with = "units::duration")]
@@ -48,6 +50,7 @@ impl Default for RawServer {
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
             reana_paths: true,
+            trusted_proxies: Vec::new(),
             tls_cert: None,
             tls_key: None,
             shutdown_grace: Duration::from_secs(30),
@@ -96,8 +99,9 @@ struct RawAuth {
     #[serde(deserialize_with = "units::duration")]
     cookie_max_age: Duration,
     allowed_origins: Vec<String>,
-    public_url: Option<String>,
     jwt: Option<RawJwt>,
+    reana: Option<RawReana>,
+    rate_limit: RawRateLimit,
 }
 
 impl Default for RawAuth {
@@ -107,8 +111,62 @@ impl Default for RawAuth {
             cookie_secure: true,
             cookie_max_age: Duration::from_secs(8 * 3600),
             allowed_origins: Vec::new(),
-            public_url: None,
             jwt: None,
+            reana: None,
+            rate_limit: RawRateLimit::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReana {
+    server_url: String,
+    public_url: Option<String>,
+    host_header: Option<String>,
+    #[serde(default = "default_cache_ttl", deserialize_with = "units::duration")]
+    cache_ttl: Duration,
+    #[serde(default = "default_negative_ttl", deserialize_with = "units::duration")]
+    negative_ttl: Duration,
+    #[serde(
+        default = "default_reana_timeout",
+        deserialize_with = "units::duration"
+    )]
+    timeout: Duration,
+    #[serde(default = "default_cache_max_entries")]
+    cache_max_entries: usize,
+}
+
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_reana_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_cache_max_entries() -> usize {
+    100_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRateLimit {
+    burst: u32,
+    per_second: f64,
+    max_clients: usize,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        RawRateLimit {
+            burst: 20,
+            per_second: 1.0,
+            max_clients: 100_000,
         }
     }
 }
@@ -120,6 +178,14 @@ struct RawJwt {
     secret: Option<String>,
     secret_file: Option<PathBuf>,
     public_key_file: Option<PathBuf>,
+    jwks_url: Option<String>,
+    #[serde(default = "default_jwks_refresh", deserialize_with = "units::duration")]
+    jwks_refresh_interval: Duration,
+    #[serde(
+        default = "default_jwks_min_refresh",
+        deserialize_with = "units::duration"
+    )]
+    jwks_min_refresh: Duration,
     issuer: Option<String>,
     audience: Option<Audience>,
     #[serde(default = "default_leeway")]
@@ -133,6 +199,14 @@ struct RawJwt {
 enum Audience {
     One(String),
     Many(Vec<String>),
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_jwks_min_refresh() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_leeway() -> u64 {
@@ -149,12 +223,38 @@ struct RawDiscovery {
     kind: DiscoveryKind,
     #[serde(default, rename = "static")]
     static_: Option<RawStatic>,
+    namespace: Option<String>,
+    #[serde(default = "default_selector")]
+    selector: String,
+    #[serde(default = "default_workflow_label")]
+    workflow_label: String,
+    #[serde(default = "default_owner_labels")]
+    owner_labels: Vec<String>,
+    #[serde(default = "default_port_name")]
+    port_name: String,
+}
+
+fn default_selector() -> String {
+    "dask.org/component=scheduler".into()
+}
+
+fn default_workflow_label() -> String {
+    "reana-run-dask-workflow-uuid".into()
+}
+
+fn default_owner_labels() -> Vec<String> {
+    vec!["user-uuid".into(), "reana-run-dask-owner-uuid".into()]
+}
+
+fn default_port_name() -> String {
+    "http-dashboard".into()
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum DiscoveryKind {
     Static,
+    Kubernetes,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +321,20 @@ fn socket_addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
         .map_err(|_| ConfigError::key(key, format!("`{text}` is not an address like 0.0.0.0:8080")))
 }
 
+/// `10.0.0.0/8`, `fd00::/8` or a single address.
+fn cidr(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (
+            a.parse::<std::net::IpAddr>().ok()?,
+            Some(l.parse::<u8>().ok()?),
+        ),
+        None => (text.parse().ok()?, None),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = len.unwrap_or(max);
+    (len <= max).then_some((addr, len))
+}
+
 fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
     if d.is_zero() {
         return Err(ConfigError::key(key, "must be greater than zero"));
@@ -257,10 +371,23 @@ impl RawServer {
                 ))
             }
         };
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|t| {
+                cidr(t).ok_or_else(|| {
+                    ConfigError::key(
+                        "server.trusted_proxies",
+                        format!("`{t}` is not an address or CIDR like 10.0.0.0/8"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ServerConfig {
             listen,
             admin_listen,
             reana_paths: self.reana_paths,
+            trusted_proxies,
             tls,
             shutdown_grace: self.shutdown_grace,
             header_read_timeout: positive("server.header_read_timeout", self.header_read_timeout)?,
@@ -328,10 +455,11 @@ impl RawAuth {
             }
         }
         let jwt = self.jwt.map(|j| j.validate(base, server)).transpose()?;
-        if jwt.is_none() {
+        let reana = self.reana.map(RawReana::validate).transpose()?;
+        if jwt.is_none() && reana.is_none() {
             return Err(ConfigError::key(
                 "auth",
-                "no verifier configured: set [auth.jwt] (the gateway never serves dashboards unauthenticated)",
+                "no verifier configured: set [auth.jwt] and/or [auth.reana] (the gateway never serves dashboards unauthenticated)",
             ));
         }
         Ok(AuthConfig {
@@ -339,8 +467,84 @@ impl RawAuth {
             cookie_secure: self.cookie_secure,
             cookie_max_age: positive("auth.cookie_max_age", self.cookie_max_age)?,
             allowed_origins: self.allowed_origins,
-            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
             jwt,
+            reana,
+            rate_limit: self.rate_limit.validate()?,
+        })
+    }
+}
+
+fn http_url(key: &str, url: &str) -> Result<String, ConfigError> {
+    let parsed: http::Uri = url
+        .parse()
+        .map_err(|_| ConfigError::key(key, format!("`{url}` is not a URL")))?;
+    let scheme_ok = matches!(parsed.scheme_str(), Some("http") | Some("https"));
+    if !scheme_ok || parsed.authority().is_none() {
+        return Err(ConfigError::key(
+            key,
+            format!("`{url}` is not an http(s):// URL"),
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+impl RawReana {
+    fn validate(self) -> Result<ReanaConfig, ConfigError> {
+        let server_url = http_url("auth.reana.server_url", &self.server_url)?;
+        let public_url = self
+            .public_url
+            .map(|u| http_url("auth.reana.public_url", &u))
+            .transpose()?;
+        if let Some(host) = &self.host_header {
+            if host.parse::<http::uri::Authority>().is_err() {
+                return Err(ConfigError::key(
+                    "auth.reana.host_header",
+                    format!("`{host}` is not a host name"),
+                ));
+            }
+        }
+        if self.cache_max_entries < 16 {
+            return Err(ConfigError::key(
+                "auth.reana.cache_max_entries",
+                "must be at least 16",
+            ));
+        }
+        Ok(ReanaConfig {
+            server_url,
+            public_url,
+            host_header: self.host_header,
+            cache_ttl: positive("auth.reana.cache_ttl", self.cache_ttl)?,
+            negative_ttl: positive("auth.reana.negative_ttl", self.negative_ttl)?,
+            timeout: positive("auth.reana.timeout", self.timeout)?,
+            cache_max_entries: self.cache_max_entries,
+        })
+    }
+}
+
+impl RawRateLimit {
+    fn validate(self) -> Result<RateLimitConfig, ConfigError> {
+        if self.burst == 0 {
+            return Err(ConfigError::key(
+                "auth.rate_limit.burst",
+                "must be at least 1",
+            ));
+        }
+        if !(self.per_second.is_finite() && self.per_second > 0.0) {
+            return Err(ConfigError::key(
+                "auth.rate_limit.per_second",
+                "must be a positive number",
+            ));
+        }
+        if self.max_clients < 16 {
+            return Err(ConfigError::key(
+                "auth.rate_limit.max_clients",
+                "must be at least 16",
+            ));
+        }
+        Ok(RateLimitConfig {
+            burst: self.burst,
+            per_second: self.per_second,
+            max_clients: self.max_clients,
         })
     }
 }
@@ -369,49 +573,7 @@ impl RawJwt {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let read = |key: &str, path: &Path| {
-            let path = resolve(base, path);
-            std::fs::read(&path)
-                .map_err(|e| ConfigError::key(key, format!("cannot read {}: {e}", path.display())))
-        };
-        let key = match (self.secret, self.secret_file, self.public_key_file) {
-            (Some(s), None, None) => JwtKey::Secret(s.into_bytes()),
-            (None, Some(f), None) => {
-                let mut bytes = read("auth.jwt.secret_file", &f)?;
-                while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
-                    bytes.pop();
-                }
-                JwtKey::Secret(bytes)
-            }
-            (None, None, Some(f)) => JwtKey::PublicKeyPem(read("auth.jwt.public_key_file", &f)?),
-            (None, None, None) => {
-                return Err(ConfigError::key(
-                    "auth.jwt",
-                    "set one of secret, secret_file or public_key_file",
-                ))
-            }
-            _ => {
-                return Err(ConfigError::key(
-                    "auth.jwt",
-                    "set only one of secret, secret_file or public_key_file",
-                ))
-            }
-        };
-        if let JwtKey::Secret(s) = &key {
-            if s.len() < 32 {
-                return Err(ConfigError::key(
-                    "auth.jwt.secret",
-                    "must be at least 32 bytes",
-                ));
-            }
-            let public = !server.listen.ip().is_loopback();
-            if s.as_slice() == DEV_SECRET.as_bytes() && public {
-                return Err(ConfigError::key(
-                    "auth.jwt.secret",
-                    "the development secret from config/gateway.toml may only be used on a loopback listener; set DDG_AUTH__JWT__SECRET",
-                ));
-            }
-        }
+        let key = self.key(base, server)?;
         let audience = self.audience.map(|a| match a {
             Audience::One(s) => vec![s],
             Audience::Many(v) => v,
@@ -433,6 +595,68 @@ impl RawJwt {
             leeway_seconds: self.leeway_seconds,
             user_claim: self.user_claim,
         })
+    }
+
+    fn key(&self, base: Option<&Path>, server: &ServerConfig) -> Result<JwtKey, ConfigError> {
+        let read = |key: &str, path: &Path| {
+            let path = resolve(base, path);
+            std::fs::read(&path)
+                .map_err(|e| ConfigError::key(key, format!("cannot read {}: {e}", path.display())))
+        };
+        let key = match (
+            &self.secret,
+            &self.secret_file,
+            &self.public_key_file,
+            &self.jwks_url,
+        ) {
+            (Some(s), None, None, None) => JwtKey::Secret(s.clone().into_bytes()),
+            (None, Some(f), None, None) => {
+                let mut bytes = read("auth.jwt.secret_file", f)?;
+                while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                    bytes.pop();
+                }
+                JwtKey::Secret(bytes)
+            }
+            (None, None, Some(f), None) => {
+                JwtKey::PublicKeyPem(read("auth.jwt.public_key_file", f)?)
+            }
+            (None, None, None, Some(url)) => JwtKey::Jwks(JwksConfig {
+                url: http_url("auth.jwt.jwks_url", url)?,
+                refresh_interval: positive(
+                    "auth.jwt.jwks_refresh_interval",
+                    self.jwks_refresh_interval,
+                )?,
+                min_refresh: self.jwks_min_refresh,
+            }),
+            (None, None, None, None) => {
+                return Err(ConfigError::key(
+                    "auth.jwt",
+                    "set one of secret, secret_file, public_key_file or jwks_url",
+                ))
+            }
+            _ => {
+                return Err(ConfigError::key(
+                    "auth.jwt",
+                    "set only one of secret, secret_file, public_key_file or jwks_url",
+                ))
+            }
+        };
+        if let JwtKey::Secret(s) = &key {
+            if s.len() < 32 {
+                return Err(ConfigError::key(
+                    "auth.jwt.secret",
+                    "must be at least 32 bytes",
+                ));
+            }
+            let public = !server.listen.ip().is_loopback();
+            if s.as_slice() == DEV_SECRET.as_bytes() && public {
+                return Err(ConfigError::key(
+                    "auth.jwt.secret",
+                    "the development secret from config/gateway.toml may only be used on a loopback listener; set DDG_AUTH__JWT__SECRET",
+                ));
+            }
+        }
+        Ok(key)
     }
 }
 
@@ -472,6 +696,34 @@ impl RawDiscovery {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(DiscoveryConfig::Static(routes))
+            }
+            DiscoveryKind::Kubernetes => {
+                if self.static_.is_some() {
+                    return Err(ConfigError::key(
+                        "discovery.static",
+                        "only used with kind = \"static\"",
+                    ));
+                }
+                let nonempty = |key: &str, v: String| {
+                    if v.trim().is_empty() {
+                        Err(ConfigError::key(key, "must not be empty"))
+                    } else {
+                        Ok(v)
+                    }
+                };
+                if self.owner_labels.is_empty() {
+                    return Err(ConfigError::key(
+                        "discovery.owner_labels",
+                        "list at least one label",
+                    ));
+                }
+                Ok(DiscoveryConfig::Kubernetes(KubernetesConfig {
+                    namespace: self.namespace.filter(|n| !n.is_empty()),
+                    selector: self.selector,
+                    workflow_label: nonempty("discovery.workflow_label", self.workflow_label)?,
+                    owner_labels: self.owner_labels,
+                    port_name: nonempty("discovery.port_name", self.port_name)?,
+                }))
             }
         }
     }

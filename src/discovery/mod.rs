@@ -5,16 +5,32 @@ mod static_routes;
 use std::sync::Arc;
 
 use crate::config::DiscoveryConfig;
+use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::routes::RouteTable;
 
-/// Fills `table` according to `config` and releases `ready` once the first full set
-/// of routes is in place.
-pub fn start(config: &DiscoveryConfig, table: Arc<RouteTable>, ready: Readiness) {
+/// Why discovery could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DiscoveryError(pub String);
+
+/// Fills `table` according to `config` (in background tasks where discovery is
+/// continuous) and releases `ready` once the first full set of routes is in place.
+pub async fn start(
+    config: &DiscoveryConfig,
+    table: Arc<RouteTable>,
+    ready: Readiness,
+    metrics: Arc<Metrics>,
+) -> Result<(), DiscoveryError> {
+    let _ = &metrics;
     match config {
         DiscoveryConfig::Static(routes) => {
             static_routes::load(routes, &table);
             ready.set_synced();
+            Ok(())
         }
+        DiscoveryConfig::Kubernetes(_) => Err(DiscoveryError(
+            "kubernetes discovery is not available yet".into(),
+        )),
     }
 }

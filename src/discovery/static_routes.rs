@@ -9,6 +9,7 @@ pub(super) fn load(routes: &[StaticRoute], table: &RouteTable) {
         workflow: r.workflow.clone(),
         upstream: r.upstream.clone(),
         owner: r.owner.clone(),
+        ready: true,
     }));
     tracing::info!(routes = routes.len(), "static routes loaded");
 }

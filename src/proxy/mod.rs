@@ -92,7 +92,7 @@ pub(crate) async fn handle(
             tracing::debug!(request_id, error = error.as_label(), "request refused");
             let ctx = ErrorContext {
                 html,
-                public_url: state.auth_config.public_url.as_deref(),
+                public_url: state.auth_config.public_url(),
             };
             error.into_response(&ctx)
         }
@@ -176,6 +176,9 @@ async fn dispatch(
         return Err(ProxyError::Forbidden);
     }
     state.metrics.auth(AuthResult::Allowed);
+    if !route.ready {
+        return Err(ProxyError::ClusterStarting);
+    }
 
     let clean_query = query.and_then(credentials::strip_query);
     let path_and_query = match &clean_query {
@@ -219,6 +222,7 @@ async fn authenticate(
             AuthError::Missing => AuthResult::Missing,
             AuthError::Expired => AuthResult::Expired,
             AuthError::Invalid(_) => AuthResult::Invalid,
+            AuthError::Unavailable => AuthResult::Unavailable,
         });
         ProxyError::from(e)
     })
