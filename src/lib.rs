@@ -63,6 +63,7 @@ pub struct Gateway {
     public: TcpListener,
     admin: TcpListener,
     tls: Option<TlsAcceptor>,
+    cert: Option<Arc<tls::ReloadingCert>>,
     state: Arc<State>,
     admin_state: Admin,
     settings: ConnSettings,
@@ -79,7 +80,16 @@ impl Gateway {
     /// Builds verifiers, starts discovery and binds both listeners.
     pub async fn bind(config: Config) -> Result<Gateway, StartError> {
         let auth = Authenticator::new(&config.auth)?;
-        let tls = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
+        let cert = config
+            .server
+            .tls
+            .as_ref()
+            .map(tls::ReloadingCert::new)
+            .transpose()?;
+        let tls = cert
+            .as_ref()
+            .map(tls::ReloadingCert::acceptor)
+            .transpose()?;
         let routes = Arc::new(RouteTable::new());
         let metrics = Arc::new(Metrics::new());
         let readiness = Readiness::new();
@@ -103,6 +113,7 @@ impl Gateway {
             public,
             admin,
             tls,
+            cert,
             state: Arc::new(state),
             admin_state: Admin {
                 metrics,
@@ -142,6 +153,7 @@ impl Gateway {
             public,
             admin,
             tls,
+            cert,
             state,
             admin_state,
             settings,
@@ -155,6 +167,9 @@ impl Gateway {
         );
         let stop_public = CancellationToken::new();
         let stop_admin = CancellationToken::new();
+        if let Some(cert) = cert {
+            tokio::spawn(cert.watch(tls::RELOAD_INTERVAL, stop_admin.clone()));
+        }
 
         let handler_state = Arc::clone(&state);
         let public_task = tokio::spawn(server::serve(

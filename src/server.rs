@@ -4,6 +4,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -44,6 +46,28 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Drives `conn`, dropping it at `deadline` if no request has started by then.
+async fn first_request_within<C, E>(
+    deadline: tokio::time::Instant,
+    started: &AtomicBool,
+    conn: C,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        result = &mut conn => return result,
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    if started.load(Ordering::Relaxed) {
+        conn.await
+    } else {
+        tracing::debug!("connection sent no request in time; dropped");
+        Ok(())
+    }
+}
+
 /// Serves `listener` until `stop` is cancelled, then waits up to `grace` for open
 /// HTTP connections to finish (upgraded connections are tracked by their owner).
 pub(crate) async fn serve<H, F>(
@@ -73,47 +97,50 @@ pub(crate) async fn serve<H, F>(
             },
         };
         let _ = stream.set_nodelay(true);
+        // Set when the first request head has arrived; until then the connection
+        // lives on the header-read budget (hyper's own timer only starts once it has
+        // told HTTP/1 from HTTP/2, so a silent client would otherwise stay forever).
+        let started = Arc::new(AtomicBool::new(false));
         let handler = handler.clone();
+        let seen = Arc::clone(&started);
         let service = tower::service_fn(move |req: Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
             let response = handler(req, peer);
             async move { Ok::<_, Infallible>(response.await) }
         });
         let service = TowerToHyperService::new(service);
-        match &tls {
-            None => {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(error) = conn.await {
-                        tracing::debug!(error = %error, "connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                // The TLS handshake counts against the same budget as the request head.
-                let handshake_timeout = settings.header_read_timeout;
-                tokio::spawn(async move {
-                    let handshake =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
-                    let stream = match handshake.await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%error, "tls handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let budget = settings.header_read_timeout;
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + budget;
+            let result = match tls {
+                None => {
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(error) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %error, "connection ended with an error");
-                    }
-                });
+                    first_request_within(deadline, &started, watcher.watch(conn.into_owned())).await
+                }
+                Some(acceptor) => {
+                    // The TLS handshake counts against the same budget.
+                    let stream =
+                        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "tls handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    first_request_within(deadline, &started, watcher.watch(conn.into_owned())).await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(error = %error, "connection ended with an error");
             }
-        }
+        });
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())

@@ -61,6 +61,36 @@ async fn harness_talks_to_a_real_dashboard() {
         "{payload}"
     );
 
+    // Bokeh copies credentials too (SPEC §2): what the end-to-end tests must not find
+    // behind the gateway is really there when nothing strips it.
+    let exposed = http::get(
+        &cluster.url("/status?access_token=query-secret"),
+        &[
+            ("authorization", "Bearer header-secret"),
+            (
+                "cookie",
+                "session=reana-secret; dask_dashboard_token=cookie-secret",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(exposed.status, 200, "{}", exposed.describe());
+    let exposed = decode_token_payload(&session_token_from_html(&exposed.text()).unwrap());
+    let text = exposed.to_string();
+    for secret in [
+        "query-secret",
+        "header-secret",
+        "reana-secret",
+        "cookie-secret",
+    ] {
+        assert!(text.contains(secret), "{secret} not in {exposed}");
+    }
+    assert_eq!(
+        payload_part(&exposed, "headers").get("Authorization"),
+        Some(&serde_json::json!("Bearer header-secret")),
+        "{exposed}"
+    );
+
     // A Bokeh session: ACK, PULL-DOC-REPLY, then PATCH-DOCs once tasks run.
     let mut session = BokehSession::open(&cluster.ws_url("/status/ws"), &token, &[])
         .await

@@ -158,16 +158,30 @@ impl WsRefused {
     }
 }
 
+/// Panics unless `result` is a handshake refused with status `want`; `what` names
+/// the attempt in the message.
+#[track_caller]
+pub fn assert_ws_refused(result: WsResult, want: u16, what: &str) {
+    match result {
+        Ok((_, resp)) => panic!(
+            "{what}: the handshake was accepted ({} {:?}), expected {want}",
+            resp.status(),
+            resp.headers()
+        ),
+        Err(refused) => assert_eq!(refused.status(), Some(want), "{what}: {refused:?}"),
+    }
+}
+
 /// An open client WebSocket over plain TCP.
 pub type Ws = WebSocketStream<TcpStream>;
+
+/// An open WebSocket and its 101 response, or why there is none.
+pub type WsResult = Result<(Ws, http::Response<Option<Vec<u8>>>), WsRefused>;
 
 /// Opens a WebSocket to `url` (`ws://host:port/path`) with extra request headers
 /// (e.g. `Origin`, `Authorization`, `Sec-WebSocket-Protocol`; a `Host` given here
 /// replaces the one derived from the URL). Returns the stream and the 101 response.
-pub async fn websocket(
-    url: &str,
-    headers: &[(&str, &str)],
-) -> Result<(Ws, http::Response<Option<Vec<u8>>>), WsRefused> {
+pub async fn websocket(url: &str, headers: &[(&str, &str)]) -> WsResult {
     let mut req = url
         .into_client_request()
         .map_err(|e| WsRefused::Other(format!("bad url {url}: {e}")))?;

@@ -1,0 +1,1050 @@
+//! End-to-end HTTP proxying through an in-process gateway to small upstreams written
+//! in the tests (`tests/upstream`): URL forms, path safety, redirects, headers,
+//! credentials, authentication answers, streaming, upstream failures, limits, the
+//! admin listener and graceful shutdown (SPEC §3, §4, §6).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+mod upstream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::http::{Method, Request};
+use bytes::Bytes;
+use support::gateway::TestGateway;
+use support::http;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::timeout;
+use upstream::{
+    blackhole, fnv1a, jwt_with_exp, next_chunk, pattern, raw_exchange, refused_addr,
+    send_streaming, ChannelBody, GatewayToml, HttpUpstream, Reply, ReplyBody, STEP,
+};
+
+const WF: &str = "3f2a9c1e-1b2c-4d5e-8f90-123456789abc";
+const OTHER_WF: &str = "7b1d0e2f-0000-4000-8000-00000000beef";
+const OWNER: &str = "alice";
+const COOKIE: &str = "dask_dashboard_token";
+
+async fn start(toml: GatewayToml) -> TestGateway {
+    TestGateway::start_toml(&toml.build()).await
+}
+
+/// A gateway with one route, owned by [`OWNER`], to `upstream`.
+async fn one_route(upstream: &str) -> TestGateway {
+    start(GatewayToml::new().route(WF, upstream, OWNER)).await
+}
+
+fn bearer(gw: &TestGateway) -> String {
+    format!("Bearer {}", gw.token(OWNER))
+}
+
+fn dash(path: &str) -> String {
+    format!("/dashboard/{WF}{path}")
+}
+
+fn reana(path: &str) -> String {
+    format!("/{WF}/dashboard{path}")
+}
+
+// ---------------------------------------------------------------------------------
+// URL layout (SPEC §3).
+
+#[tokio::test]
+async fn plain_form_reaches_upstream_with_path_and_query() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let r = http::get(
+        &gw.url(&dash("/a/b?x=1")),
+        &[("authorization", &bearer(&gw))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.text(), "upstream ok");
+    let req = up.only_request();
+    assert_eq!(req.method, Method::GET);
+    assert_eq!(req.uri, "/a/b?x=1");
+}
+
+#[tokio::test]
+async fn reana_form_reaches_upstream_with_path_and_query() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let r = http::get(
+        &gw.url(&reana("/a/b?x=1")),
+        &[("authorization", &bearer(&gw))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(up.only_request().uri, "/a/b?x=1");
+}
+
+#[tokio::test]
+async fn reana_form_is_404_when_disabled() {
+    let up = HttpUpstream::ok().await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .server("reana_paths = false"),
+    )
+    .await;
+    let auth = bearer(&gw);
+    let r = http::get(&gw.url(&reana("/status")), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 404, "{}", r.describe());
+    assert_eq!(
+        up.requests().len(),
+        0,
+        "the reana form reached the upstream"
+    );
+    // The plain form still works on the same gateway.
+    let r = http::get(&gw.url(&dash("/status")), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(up.only_request().uri, "/status");
+}
+
+#[tokio::test]
+async fn invalid_ids_and_encoded_traversal_are_404_without_upstream() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let auth = bearer(&gw);
+    let long_id = format!("a{}", "b".repeat(64));
+    let paths = [
+        "/dashboard/%2e%2e/status".to_string(),
+        "/dashboard/%2E%2E/dashboard/status".to_string(),
+        "/%2e%2e/dashboard/status".to_string(),
+        "/dashboard/..%2fetc/status".to_string(),
+        "/dashboard/-x/status".to_string(),
+        "/dashboard/.hidden/status".to_string(),
+        "/dashboard/a%20b/status".to_string(),
+        format!("/dashboard/{long_id}/status"),
+        dash("/..%2f..%2fadmin"),
+        dash("/status%2F..%2F..%2Fsecret"),
+        dash("/a%5c..%5cb"),
+        reana("/x%2fy"),
+        dash("/x%00y"),
+    ];
+    for path in &paths {
+        let r = http::get(&gw.url(path), &[("authorization", &auth)]).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.describe());
+    }
+    assert_eq!(up.requests().len(), 0, "{:?}", up.requests());
+    assert_eq!(up.connections(), 0, "the upstream was contacted");
+}
+
+#[tokio::test]
+async fn dot_segments_never_leave_the_workflow_prefix() {
+    let a = HttpUpstream::ok().await;
+    let b = HttpUpstream::ok().await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &a.url(), OWNER)
+            .route(OTHER_WF, &b.url(), OWNER),
+    )
+    .await;
+    let auth = bearer(&gw);
+    let path = dash(&format!(
+        "/x/%2e%2e/%2E%2e/../dashboard/{OTHER_WF}/status?y=2"
+    ));
+    let r = http::get(&gw.url(&path), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(
+        a.only_request().uri,
+        format!("/dashboard/{OTHER_WF}/status?y=2")
+    );
+    assert_eq!(b.requests().len(), 0, "traversal reached another workflow");
+}
+
+#[tokio::test]
+async fn bare_prefix_redirects_to_status() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let auth = bearer(&gw);
+    let cases = [
+        (dash(""), dash("/status")),
+        (dash("/"), dash("/status")),
+        (reana(""), reana("/status")),
+        (reana("/"), reana("/status")),
+    ];
+    for (path, want) in &cases {
+        let r = http::get(&gw.url(path), &[("authorization", &auth)]).await;
+        assert!(
+            [301, 302, 303, 307, 308].contains(&r.status),
+            "{path}: {}",
+            r.describe()
+        );
+        assert_eq!(r.header("location"), Some(want.as_str()), "{path}");
+    }
+    assert_eq!(up.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn upstream_location_is_rewritten_into_the_request_prefix() {
+    let up = HttpUpstream::start(|req| match req.path() {
+        "/moved" => Reply::status(301).header("location", "/status"),
+        "/moved-query" => Reply::status(302).header("location", "/status?tab=1"),
+        _ => Reply::ok("x"),
+    })
+    .await;
+    let gw = one_route(&up.url()).await;
+    let auth = bearer(&gw);
+    let cases = [
+        (dash("/moved"), 301, dash("/status")),
+        (reana("/moved"), 301, reana("/status")),
+        (dash("/moved-query"), 302, dash("/status?tab=1")),
+    ];
+    for (path, status, want) in &cases {
+        let r = http::get(&gw.url(path), &[("authorization", &auth)]).await;
+        assert_eq!(r.status, *status, "{path}: {}", r.describe());
+        assert_eq!(r.header("location"), Some(want.as_str()), "{path}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Headers.
+
+#[tokio::test]
+async fn hop_by_hop_request_headers_are_not_forwarded() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let request = format!(
+        "POST {} HTTP/1.1\r\n\
+         Host: gw.test\r\n\
+         Authorization: {}\r\n\
+         Connection: close, X-Client-Hop\r\n\
+         X-Client-Hop: must-not-pass\r\n\
+         Keep-Alive: timeout=5\r\n\
+         TE: trailers\r\n\
+         Proxy-Authorization: Basic Zm9vOmJhcg==\r\n\
+         Proxy-Connection: keep-alive\r\n\
+         X-End-To-End: kept\r\n\
+         Transfer-Encoding: chunked\r\n\
+         \r\n\
+         5\r\nhello\r\n0\r\n\r\n",
+        dash("/hop"),
+        bearer(&gw)
+    );
+    let r = raw_exchange(gw.public, request.as_bytes()).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let req = up.only_request();
+    let dump = req.dump();
+    for name in [
+        "x-client-hop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "proxy-connection",
+    ] {
+        assert!(req.header(name).is_none(), "{name} was forwarded:\n{dump}");
+    }
+    for value in req.header_all("connection") {
+        assert!(
+            !value.to_ascii_lowercase().contains("x-client-hop"),
+            "the client's Connection header was forwarded:\n{dump}"
+        );
+    }
+    // The gateway may frame the streamed body itself, but never repeats the
+    // client's Transfer-Encoding on top of its own.
+    let te = req.header_all("transfer-encoding");
+    assert!(
+        te.is_empty() || te == ["chunked"],
+        "transfer-encoding {te:?}:\n{dump}"
+    );
+    assert_eq!(req.header("x-end-to-end"), Some("kept"), "{dump}");
+    assert_eq!(req.body, "hello");
+}
+
+#[tokio::test]
+async fn hop_by_hop_response_headers_are_not_forwarded() {
+    let up = HttpUpstream::start(|_| {
+        Reply::ok("hop")
+            .header("connection", "X-Upstream-Hop")
+            .header("x-upstream-hop", "1")
+            .header("keep-alive", "timeout=5, max=100")
+            .header("proxy-authenticate", "Basic realm=\"x\"")
+            .header("x-end-to-end", "kept")
+    })
+    .await;
+    // The upstream really sends them: the test below can only pass by removal.
+    let direct = http::get(&format!("{}/", up.url()), &[]).await;
+    for name in ["x-upstream-hop", "keep-alive", "proxy-authenticate"] {
+        assert!(
+            direct.header(name).is_some(),
+            "{name}: {}",
+            direct.describe()
+        );
+    }
+    let gw = one_route(&up.url()).await;
+    let r = http::get(
+        &gw.url(&dash("/status")),
+        &[("authorization", &bearer(&gw))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    for name in ["x-upstream-hop", "keep-alive", "proxy-authenticate"] {
+        assert!(
+            r.header(name).is_none(),
+            "{name} reached the client: {}",
+            r.describe()
+        );
+    }
+    for value in r.header_all("connection") {
+        assert!(
+            !value.to_ascii_lowercase().contains("x-upstream-hop"),
+            "{}",
+            r.describe()
+        );
+    }
+    assert_eq!(r.header("x-end-to-end"), Some("kept"));
+    assert_eq!(r.text(), "hop");
+}
+
+#[tokio::test]
+async fn client_host_is_preserved_and_forwarding_headers_are_set() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let auth = bearer(&gw);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("host", "dash.example.org:8443"),
+        ("x-forwarded-for", "203.0.113.9"),
+    ];
+    let r = http::get(&gw.url(&dash("/status")), &headers).await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let r = http::get(&gw.url(&reana("/status")), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 2);
+    let (first, second) = (&reqs[0], &reqs[1]);
+    assert_eq!(
+        first.header("host"),
+        Some("dash.example.org:8443"),
+        "{}",
+        first.dump()
+    );
+    assert_eq!(
+        first.header("x-forwarded-host"),
+        Some("dash.example.org:8443")
+    );
+    assert_eq!(first.header("x-forwarded-proto"), Some("http"));
+    // The peer is appended (whether a client-sent chain is kept depends on
+    // `server.trusted_proxies`).
+    let xff = first.header("x-forwarded-for").unwrap_or_default();
+    assert!(
+        xff == "127.0.0.1" || xff == "203.0.113.9, 127.0.0.1",
+        "x-forwarded-for {xff:?}"
+    );
+    assert_eq!(first.header("x-forwarded-prefix"), Some(dash("").as_str()));
+
+    let gw_host = gw.public.to_string();
+    assert_eq!(
+        second.header("host"),
+        Some(gw_host.as_str()),
+        "{}",
+        second.dump()
+    );
+    assert_eq!(second.header("x-forwarded-host"), Some(gw_host.as_str()));
+    assert_eq!(second.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(
+        second.header("x-forwarded-prefix"),
+        Some(reana("").as_str())
+    );
+}
+
+#[tokio::test]
+async fn http2_request_is_proxied_with_the_authority_as_host() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let (tx, body) = ChannelBody::new(1);
+    drop(tx);
+    let req = Request::get(format!("http://dash.example.org{}", dash("/a?x=1")))
+        .header("authorization", bearer(&gw))
+        .header("cookie", "theme=dark")
+        .body(body)
+        .expect("request");
+    let mut resp = upstream::send_h2(gw.public, req).await;
+    assert_eq!(resp.status(), 200);
+    let mut text = Vec::new();
+    while let Some(chunk) = next_chunk(resp.body_mut()).await {
+        text.extend_from_slice(&chunk);
+    }
+    assert_eq!(text, b"upstream ok");
+    let req = up.only_request();
+    assert_eq!(req.uri, "/a?x=1");
+    assert_eq!(
+        req.header("host"),
+        Some("dash.example.org"),
+        "{}",
+        req.dump()
+    );
+    assert_eq!(req.header("x-forwarded-host"), Some("dash.example.org"));
+    assert!(req.header("authorization").is_none());
+    assert_eq!(req.header_all("cookie"), ["theme=dark"]);
+}
+
+#[tokio::test]
+async fn request_id_is_honoured_or_generated_and_returned() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let auth = bearer(&gw);
+    let url = gw.url(&dash("/status"));
+
+    let given = http::get(
+        &url,
+        &[("authorization", &auth), ("x-request-id", "req-abc-123")],
+    )
+    .await;
+    assert_eq!(given.status, 200);
+    assert_eq!(given.header("x-request-id"), Some("req-abc-123"));
+
+    let one = http::get(&url, &[("authorization", &auth)]).await;
+    let two = http::get(&url, &[("authorization", &auth)]).await;
+    let id1 = one
+        .header("x-request-id")
+        .expect("a generated request id")
+        .to_owned();
+    let id2 = two
+        .header("x-request-id")
+        .expect("a generated request id")
+        .to_owned();
+    assert!(!id1.is_empty() && id1 != id2, "{id1:?} {id2:?}");
+
+    // Refused requests carry one too.
+    let refused = http::get(&url, &[]).await;
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused.header("x-request-id").is_some(),
+        "{}",
+        refused.describe()
+    );
+
+    let reqs = up.requests();
+    let ids: Vec<_> = reqs.iter().map(|r| r.header("x-request-id")).collect();
+    assert_eq!(
+        ids,
+        [Some("req-abc-123"), Some(id1.as_str()), Some(id2.as_str())]
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Credentials (SPEC §4).
+
+#[tokio::test]
+async fn credentials_never_reach_the_upstream() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let token = gw.token(OWNER);
+    let auth = format!("Bearer {token}");
+    let other = gw.token("someone-else");
+
+    // Every credential form at once; the Bearer header is the one used.
+    let cookie = format!("theme=dark; {COOKIE}={other}; session=reana-session-secret; lang=en");
+    let path = dash(&format!(
+        "/status?x=1&access_token={other}&y=%20z&token=interactive-secret&acc%65ss_token=encoded-secret"
+    ));
+    let r = http::get(
+        &gw.url(&path),
+        &[("authorization", &auth), ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+
+    // The gateway cookie alone.
+    let cookie = format!("a=1; {COOKIE}={token}");
+    let r = http::get(&gw.url(&dash("/x?keep=me")), &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+
+    // A POST whose query carries the token (no redirect for POST).
+    let path = dash(&format!("/post?token={token}&b=2"));
+    let r = http::request("POST", &gw.url(&path), &[], "body").await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    for req in &reqs {
+        let dump = req.dump();
+        assert!(req.header("authorization").is_none(), "{dump}");
+        for secret in [
+            &token,
+            &other,
+            "reana-session-secret",
+            "interactive-secret",
+            "encoded-secret",
+        ] {
+            assert!(
+                !dump.contains(secret),
+                "a credential reached the upstream:\n{dump}"
+            );
+        }
+        assert!(!dump.contains(COOKIE), "{dump}");
+        assert!(!dump.contains("session="), "{dump}");
+        assert!(!dump.contains("access_token"), "{dump}");
+    }
+    assert_eq!(reqs[0].uri, "/status?x=1&y=%20z");
+    assert_eq!(
+        reqs[0].header_all("cookie").join("; "),
+        "theme=dark; lang=en"
+    );
+    assert_eq!(reqs[1].uri, "/x?keep=me");
+    assert_eq!(reqs[1].header_all("cookie"), ["a=1"]);
+    assert_eq!(reqs[2].uri, "/post?b=2");
+    assert_eq!(reqs[2].method, Method::POST);
+    assert_eq!(reqs[2].body, "body");
+}
+
+#[tokio::test]
+async fn query_token_on_get_sets_cookie_and_redirects() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let lifetime = 600;
+    let token = gw.token_for(OWNER, Duration::from_secs(lifetime));
+
+    for (prefix, param) in [(dash(""), "access_token"), (reana(""), "token")] {
+        let path = format!("{prefix}/status?x=1&{param}={token}&y=2");
+        let r = http::get(&gw.url(&path), &[]).await;
+        assert_eq!(r.status, 303, "{path}: {}", r.describe());
+        let want = format!("{prefix}/status?x=1&y=2");
+        assert_eq!(r.header("location"), Some(want.as_str()));
+        let set = http::set_cookie(&r, COOKIE).unwrap_or_else(|| panic!("{}", r.describe()));
+        let attrs: Vec<String> = set.split(';').map(|a| a.trim().to_owned()).collect();
+        assert_eq!(attrs[0], format!("{COOKIE}={token}"));
+        let has = |a: &str| attrs.iter().any(|x| x.eq_ignore_ascii_case(a));
+        assert!(has("HttpOnly"), "{set}");
+        assert!(has("SameSite=Lax"), "{set}");
+        assert!(has(&format!("Path={prefix}")), "{set}");
+        let max_age: u64 = attrs
+            .iter()
+            .find_map(|a| a.strip_prefix("Max-Age="))
+            .unwrap_or_else(|| panic!("no Max-Age: {set}"))
+            .parse()
+            .expect("numeric Max-Age");
+        assert!(max_age > 0 && max_age <= lifetime, "{set}");
+
+        // Following the redirect with the cookie reaches the upstream.
+        let cookie = attrs[0].clone();
+        let r = http::get(&gw.url(&want), &[("cookie", &cookie)]).await;
+        assert_eq!(r.status, 200, "{}", r.describe());
+    }
+    // HEAD too; a query holding only the credential leaves no bare `?`.
+    let path = dash(&format!("/status?access_token={token}"));
+    let r = http::request("HEAD", &gw.url(&path), &[], "").await;
+    assert_eq!(r.status, 303, "{}", r.describe());
+    assert_eq!(r.header("location"), Some(dash("/status").as_str()));
+    assert!(http::set_cookie(&r, COOKIE).is_some(), "{}", r.describe());
+
+    let reqs = up.requests();
+    assert_eq!(
+        reqs.len(),
+        2,
+        "the redirects themselves must not be proxied"
+    );
+    assert!(reqs.iter().all(|r| r.uri == "/status?x=1&y=2"), "{reqs:#?}");
+}
+
+#[tokio::test]
+async fn invalid_query_token_is_401_without_a_cookie() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let expired = jwt_with_exp(OWNER, -3600);
+    for token in ["not-a-jwt", expired.as_str()] {
+        let r = http::get(
+            &gw.url(&dash(&format!("/status?access_token={token}"))),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 401, "{}", r.describe());
+        assert!(http::set_cookie(&r, COOKIE).is_none(), "{}", r.describe());
+    }
+    assert_eq!(up.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn post_with_query_token_is_forwarded_without_it() {
+    let up = HttpUpstream::start(|req| Reply::ok(req.body.clone())).await;
+    let gw = one_route(&up.url()).await;
+    let token = gw.token(OWNER);
+    let path = dash(&format!("/submit?access_token={token}&x=1"));
+    let r = http::request("POST", &gw.url(&path), &[], "payload").await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.text(), "payload");
+    assert!(http::set_cookie(&r, COOKIE).is_none(), "{}", r.describe());
+    let req = up.only_request();
+    assert_eq!(req.method, Method::POST);
+    assert_eq!(req.uri, "/submit?x=1");
+}
+
+#[tokio::test]
+async fn no_credential_is_401_json_for_api_clients_html_for_browsers() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let url = gw.url(&dash("/status"));
+
+    let api = http::get(&url, &[("accept", "application/json")]).await;
+    assert_eq!(api.status, 401, "{}", api.describe());
+    let challenge = api.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.starts_with("Bearer"), "{}", api.describe());
+    assert!(
+        api.header("content-type")
+            .unwrap_or_default()
+            .contains("json"),
+        "{}",
+        api.describe()
+    );
+    let _ = api.json();
+
+    let html = http::get(&url, &[("accept", BROWSER_ACCEPT)]).await;
+    assert_eq!(html.status, 401, "{}", html.describe());
+    assert!(html
+        .header("www-authenticate")
+        .unwrap_or_default()
+        .starts_with("Bearer"));
+    assert!(
+        html.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/html"),
+        "{}",
+        html.describe()
+    );
+    let body = html.text();
+    assert!(body.contains("<html"), "{body}");
+    assert!(
+        body.contains("REANA"),
+        "the page should say how to open the dashboard: {body}"
+    );
+    assert_eq!(up.requests().len(), 0);
+}
+
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,*/*;q=0.8";
+
+#[tokio::test]
+async fn no_credential_page_links_to_the_reana_public_url() {
+    let up = HttpUpstream::ok().await;
+    let reana_server = refused_addr().await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .table(&format!(
+                "[auth.reana]\nserver_url = \"http://{reana_server}\"\npublic_url = \"https://reana.example.org\""
+            )),
+    )
+    .await;
+    let html = http::get(&gw.url(&dash("/status")), &[("accept", BROWSER_ACCEPT)]).await;
+    assert_eq!(html.status, 401, "{}", html.describe());
+    let body = html.text();
+    assert!(
+        body.contains("href=\"https://reana.example.org\""),
+        "{body}"
+    );
+    assert_eq!(up.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn expired_or_forged_token_is_401() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let url = gw.url(&dash("/status"));
+    // Well past the default 30 s leeway.
+    let expired = format!("Bearer {}", jwt_with_exp(OWNER, -3600));
+    let r = http::get(&url, &[("authorization", &expired)]).await;
+    assert_eq!(r.status, 401, "{}", r.describe());
+    assert!(r
+        .header("www-authenticate")
+        .unwrap_or_default()
+        .starts_with("Bearer"));
+
+    let good = gw.token(OWNER);
+    let forged = format!("Bearer {}x", &good[..good.len() - 1]);
+    let r = http::get(&url, &[("authorization", &forged)]).await;
+    assert_eq!(r.status, 401, "{}", r.describe());
+    assert_eq!(up.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn other_user_is_403() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let auth = format!("Bearer {}", gw.token("mallory"));
+    let r = http::get(&gw.url(&dash("/status")), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 403, "{}", r.describe());
+    let r = http::get(&gw.url(&reana("/status")), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 403, "{}", r.describe());
+    assert_eq!(up.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn unknown_workflow_is_404_explaining_the_cluster_lifetime() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let auth = bearer(&gw);
+    let url = gw.url("/dashboard/5e1e5e1e-0000-4000-8000-00000000dead/status");
+    let r = http::get(&url, &[("authorization", &auth), ("accept", "text/html")]).await;
+    assert_eq!(r.status, 404, "{}", r.describe());
+    assert!(
+        r.text().contains("only exists while the workflow runs"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(up.requests().len(), 0);
+}
+
+// ---------------------------------------------------------------------------------
+// Streaming bodies.
+
+const BIG: usize = 20 << 20;
+
+#[tokio::test]
+async fn upload_of_20_mib_streams_to_the_upstream_intact() {
+    let up = HttpUpstream::start(|req| {
+        Reply::ok(format!("{} {:016x}", req.body.len(), fnv1a(&req.body)))
+    })
+    .await;
+    let gw = one_route(&up.url()).await;
+    let data = Bytes::from(pattern(BIG, 1));
+    let (tx, body) = ChannelBody::new(8);
+    let req = Request::post(dash("/upload"))
+        .header("host", gw.public.to_string())
+        .header("authorization", bearer(&gw))
+        .body(body)
+        .expect("request");
+    let head = tokio::spawn(send_streaming(gw.public, req));
+
+    // The first MiB must reach the upstream while the client still holds the rest.
+    let first = 1 << 20;
+    timeout(STEP, tx.send(data.slice(..first)))
+        .await
+        .expect("the gateway did not take the first MiB")
+        .expect("send the first MiB");
+    upstream::wait_until(
+        || up.body_bytes() >= first,
+        "the first MiB at the upstream before the upload finished (the gateway buffers uploads)",
+    )
+    .await;
+    for piece in data[first..].chunks(64 * 1024) {
+        timeout(STEP, tx.send(data.slice_ref(piece)))
+            .await
+            .expect("the gateway stopped reading the upload")
+            .expect("send");
+    }
+    drop(tx);
+
+    let mut resp = timeout(STEP, head)
+        .await
+        .expect("response head")
+        .expect("task");
+    assert_eq!(resp.status(), 200);
+    let mut answer = Vec::new();
+    while let Some(chunk) = upstream::next_chunk(resp.body_mut()).await {
+        answer.extend_from_slice(&chunk);
+    }
+    let want = format!("{} {:016x}", BIG, fnv1a(&data));
+    assert_eq!(String::from_utf8_lossy(&answer), want);
+    assert_eq!(up.only_request().body.len(), BIG);
+}
+
+#[tokio::test]
+async fn download_of_20_mib_streams_to_the_client_before_the_upstream_finishes() {
+    let data = Bytes::from(pattern(BIG, 2));
+    let gate = Arc::new(Notify::new());
+    let first_len = 64 * 1024;
+    let reply = {
+        let (data, gate) = (data.clone(), Arc::clone(&gate));
+        move |_: &upstream::Recorded| {
+            Reply::ok("").body(ReplyBody::Gated {
+                first: data.slice(..first_len),
+                rest: data.slice(first_len..),
+                gate: Arc::clone(&gate),
+            })
+        }
+    };
+    let up = HttpUpstream::start(reply).await;
+    let gw = one_route(&up.url()).await;
+    let (tx, body) = ChannelBody::new(1);
+    drop(tx);
+    let req = Request::get(dash("/download"))
+        .header("host", gw.public.to_string())
+        .header("authorization", bearer(&gw))
+        .body(body)
+        .expect("request");
+    let mut resp = send_streaming(gw.public, req).await;
+    assert_eq!(resp.status(), 200);
+
+    // The upstream holds everything after the first 64 KiB until the client has it.
+    let mut got = Vec::with_capacity(BIG);
+    while got.len() < first_len {
+        let chunk = next_chunk(resp.body_mut())
+            .await
+            .expect("the body ended early");
+        got.extend_from_slice(&chunk);
+    }
+    gate.notify_one();
+    while let Some(chunk) = next_chunk(resp.body_mut()).await {
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got.len(), BIG);
+    assert_eq!(fnv1a(&got), fnv1a(&data), "the downloaded body differs");
+}
+
+// ---------------------------------------------------------------------------------
+// Upstream failures and limits (SPEC §6).
+
+#[tokio::test]
+async fn connect_refused_is_502() {
+    let addr = refused_addr().await;
+    let gw = one_route(&format!("http://{addr}")).await;
+    let r = http::get(
+        &gw.url(&dash("/status")),
+        &[("authorization", &bearer(&gw))],
+    )
+    .await;
+    assert_eq!(r.status, 502, "{}", r.describe());
+}
+
+#[tokio::test]
+async fn upstream_slower_than_response_timeout_is_504() {
+    let hole = blackhole().await;
+    let slow = HttpUpstream::start(|_| Reply::ok("late").delay(Duration::from_secs(3))).await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &hole.url(), OWNER)
+            .route(OTHER_WF, &slow.url(), OWNER)
+            .upstream("response_timeout = \"300ms\""),
+    )
+    .await;
+    let auth = bearer(&gw);
+    for path in [dash("/status"), format!("/dashboard/{OTHER_WF}/status")] {
+        let started = Instant::now();
+        let r = http::get(&gw.url(&path), &[("authorization", &auth)]).await;
+        let elapsed = started.elapsed();
+        assert_eq!(r.status, 504, "{path}: {}", r.describe());
+        assert!(
+            elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2),
+            "{path}: answered after {elapsed:?}"
+        );
+    }
+    assert!(hole.count() >= 1, "the blackhole was never contacted");
+}
+
+#[tokio::test]
+async fn response_timeout_covers_only_the_response_head() {
+    let gate = Arc::new(Notify::new());
+    let reply = {
+        let gate = Arc::clone(&gate);
+        move |_: &upstream::Recorded| {
+            Reply::ok("").body(ReplyBody::Gated {
+                first: Bytes::from_static(b"head-and-first-bytes;"),
+                rest: Bytes::from_static(b"the rest, much later"),
+                gate: Arc::clone(&gate),
+            })
+        }
+    };
+    let up = HttpUpstream::start(reply).await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .upstream("response_timeout = \"300ms\""),
+    )
+    .await;
+    let (tx, body) = ChannelBody::new(1);
+    drop(tx);
+    let req = Request::get(dash("/slow-body"))
+        .header("host", gw.public.to_string())
+        .header("authorization", bearer(&gw))
+        .body(body)
+        .expect("request");
+    let mut resp = send_streaming(gw.public, req).await;
+    assert_eq!(resp.status(), 200);
+    let first = next_chunk(resp.body_mut()).await.expect("first bytes");
+    // The body continues well after the response timeout.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    gate.notify_one();
+    let mut got = first.to_vec();
+    while let Some(chunk) = next_chunk(resp.body_mut()).await {
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "head-and-first-bytes;the rest, much later"
+    );
+}
+
+#[tokio::test]
+async fn request_headers_over_max_header_bytes_are_431() {
+    let up = HttpUpstream::ok().await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .upstream("max_header_bytes = \"4KiB\""),
+    )
+    .await;
+    let auth = bearer(&gw);
+    let url = gw.url(&dash("/status"));
+    let small = format!("big={}", "a".repeat(3 * 1024));
+    let r = http::get(&url, &[("authorization", &auth), ("cookie", &small)]).await;
+    assert_eq!(
+        r.status,
+        200,
+        "a 3 KiB cookie is within 4 KiB: {}",
+        r.describe()
+    );
+    let large = format!("big={}", "a".repeat(6 * 1024));
+    let r = http::get(&url, &[("authorization", &auth), ("cookie", &large)]).await;
+    assert_eq!(r.status, 431, "{}", r.describe());
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "the oversized request reached the upstream"
+    );
+}
+
+/// Connects, sends `prefix`, then stalls; returns how long until the gateway closed
+/// the connection (panics when it is still open after 5 s).
+async fn stall(gw: &TestGateway, prefix: &[u8]) -> Duration {
+    let mut stream = timeout(STEP, TcpStream::connect(gw.public))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    let started = Instant::now();
+    stream.write_all(prefix).await.expect("write");
+    let mut sink = Vec::new();
+    match timeout(Duration::from_secs(5), stream.read_to_end(&mut sink)).await {
+        Ok(_) => started.elapsed(),
+        Err(_) => panic!(
+            "the gateway kept a stalled connection open for 5 s after {:?}",
+            String::from_utf8_lossy(prefix)
+        ),
+    }
+}
+
+#[tokio::test]
+async fn half_sent_request_head_is_dropped_after_header_read_timeout() {
+    let up = HttpUpstream::ok().await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .server("header_read_timeout = \"500ms\""),
+    )
+    .await;
+    let head = format!(
+        "GET {} HTTP/1.1\r\nHost: gw.test\r\nAccept: */*\r\n",
+        dash("/status")
+    );
+    let took = stall(&gw, head.as_bytes()).await;
+    assert!(took >= Duration::from_millis(400), "dropped after {took:?}");
+    assert_eq!(up.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn silent_connection_is_dropped_after_header_read_timeout() {
+    let up = HttpUpstream::ok().await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .server("header_read_timeout = \"500ms\""),
+    )
+    .await;
+    // Not a single byte: no request head either.
+    let took = stall(&gw, b"").await;
+    assert!(took >= Duration::from_millis(400), "dropped after {took:?}");
+}
+
+#[tokio::test]
+async fn stalled_http2_preface_prefix_is_dropped_after_header_read_timeout() {
+    let up = HttpUpstream::ok().await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .server("header_read_timeout = \"500ms\""),
+    )
+    .await;
+    // The first 16 of the 24 bytes of the HTTP/2 connection preface.
+    let took = stall(&gw, b"PRI * HTTP/2.0\r\n").await;
+    assert!(took >= Duration::from_millis(400), "dropped after {took:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// Admin listener.
+
+#[tokio::test]
+async fn admin_health_readiness_and_metrics() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let health = http::get(&gw.admin_url("/healthz"), &[]).await;
+    assert_eq!(health.status, 200, "{}", health.describe());
+    let ready = http::get(&gw.admin_url("/readyz"), &[]).await;
+    assert_eq!(
+        ready.status,
+        200,
+        "static discovery is ready at once: {}",
+        ready.describe()
+    );
+
+    let r = http::get(
+        &gw.url(&dash("/status")),
+        &[("authorization", &bearer(&gw))],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let metrics = http::get(&gw.admin_url("/metrics"), &[]).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(
+        text.lines()
+            .any(|l| l == "dashboard_gateway_requests_total{kind=\"http\",code=\"200\"} 1"),
+        "{text}"
+    );
+    for name in [
+        "requests_total",
+        "request_duration_seconds",
+        "websockets_active",
+        "routes",
+        "auth_decisions_total",
+        "upstream_errors_total",
+        "discovery_events_total",
+        "discovery_lag_seconds",
+    ] {
+        let declared = format!("# TYPE dashboard_gateway_{name} ");
+        assert!(text.contains(&declared), "{name} missing:\n{text}");
+    }
+    assert!(
+        text.lines().any(|l| l == "dashboard_gateway_routes 1"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Shutdown.
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_request_and_run_returns() {
+    let up = HttpUpstream::start(|_| Reply::ok("finished").delay(Duration::from_secs(1))).await;
+    let gw = one_route(&up.url()).await;
+    let url = gw.url(&dash("/slow"));
+    let public = gw.public;
+    let auth = bearer(&gw);
+    let client = tokio::spawn(async move {
+        http::try_request("GET", &url, &[("authorization", &auth)], "").await
+    });
+    up.wait_heads(1).await;
+
+    let stopped = timeout(Duration::from_secs(15), gw.stop())
+        .await
+        .expect("run() did not return within 15 s");
+    assert_eq!(stopped, Ok(()));
+    let r = timeout(STEP, client)
+        .await
+        .expect("client")
+        .expect("client task")
+        .expect("the in-flight request failed during shutdown");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.text(), "finished");
+    // The listener is gone.
+    let connect = timeout(STEP, TcpStream::connect(public))
+        .await
+        .expect("connect");
+    assert!(
+        connect.is_err(),
+        "the gateway still accepts connections after run() returned"
+    );
+}

@@ -1,0 +1,183 @@
+//! TLS on the public listener: HTTP/1.1 and HTTP/2 by ALPN, and certificate reload
+//! (a new certificate for new connections, open connections undisturbed, a garbage
+//! file ignored).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dask_dashboard_gateway::config::Config;
+use dask_dashboard_gateway::Gateway;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+const T: Duration = Duration::from_secs(10);
+const SECRET: &str = "tls-test-secret-0123456789abcdef0123456789abcdef";
+
+/// A self-signed certificate for 127.0.0.1 with common name `cn`.
+fn make_cert(dir: &Path, cn: &str) {
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-days", "2", "-subj", &format!("/CN={cn}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(dir.join("new.key"))
+        .arg("-out")
+        .arg(dir.join("new.crt"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    // Replace both files the way a cert-manager Secret update does: rename into place.
+    std::fs::rename(dir.join("new.key"), dir.join("tls.key")).unwrap();
+    std::fs::rename(dir.join("new.crt"), dir.join("tls.crt")).unwrap();
+}
+
+fn der(dir: &Path) -> CertificateDer<'static> {
+    CertificateDer::from_pem_file(dir.join("tls.crt")).unwrap()
+}
+
+fn connector(trusted: &[CertificateDer<'static>], alpn: &[&[u8]]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in trusted {
+        roots.add(cert.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+    trusted: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    timeout(T, connector(trusted, alpn).connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::other("tls handshake timed out"))?
+}
+
+/// Sends a keep-alive request for a path that answers without any upstream and
+/// returns the status line.
+async fn status_line(stream: &mut TlsStream<TcpStream>) -> String {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = timeout(T, stream.read(&mut buf)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+async fn gateway(dir: &Path) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+tls_cert = "{}"
+tls_key = "{}"
+[auth.jwt]
+algorithms = ["HS256"]
+secret = "{SECRET}"
+[discovery]
+kind = "static"
+"#,
+        dir.join("tls.crt").display(),
+        dir.join("tls.key").display()
+    );
+    let gw = Gateway::bind(Config::from_toml(&toml).unwrap())
+        .await
+        .unwrap();
+    let addr = gw.public_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gw.run(async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+#[tokio::test]
+async fn serves_http1_and_http2_by_alpn() {
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path(), "first");
+    let (addr, _stop) = gateway(dir.path()).await;
+    let cert = der(dir.path());
+    let h2 = connect(addr, std::slice::from_ref(&cert), &[b"h2", b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut h1 = connect(addr, &[cert], &[b"http/1.1"]).await.unwrap();
+    assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(status_line(&mut h1).await, "HTTP/1.1 404 Not Found");
+}
+
+#[tokio::test]
+async fn reloads_certificate_without_disturbing_open_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path(), "first");
+    let first = der(dir.path());
+    let (addr, _stop) = gateway(dir.path()).await;
+
+    let mut open = connect(addr, std::slice::from_ref(&first), &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(status_line(&mut open).await, "HTTP/1.1 404 Not Found");
+
+    // A garbage certificate is ignored: the first one is still served.
+    std::fs::write(dir.path().join("tls.crt"), b"not a certificate").unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = connect(addr, std::slice::from_ref(&first), &[b"http/1.1"]).await;
+    assert!(
+        still.is_ok(),
+        "the old certificate must still be served: {still:?}"
+    );
+
+    make_cert(dir.path(), "second");
+    let second = der(dir.path());
+    assert_ne!(first, second);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // A client trusting only the new certificate gets in once it is loaded.
+        if connect(addr, std::slice::from_ref(&second), &[b"http/1.1"])
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new certificate not served in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The first connection is undisturbed and keeps working.
+    assert_eq!(status_line(&mut open).await, "HTTP/1.1 404 Not Found");
+    // A client that trusts only the old certificate is now refused.
+    assert!(connect(addr, &[first], &[b"http/1.1"]).await.is_err());
+}
