@@ -68,6 +68,7 @@ pub struct Gateway {
     admin_state: Admin,
     settings: ConnSettings,
     grace: Duration,
+    drain_delay: Duration,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -125,6 +126,7 @@ impl Gateway {
                 max_header_bytes: config.upstream.max_header_bytes,
             },
             grace: config.server.shutdown_grace,
+            drain_delay: config.server.drain_delay,
         })
     }
 
@@ -158,6 +160,7 @@ impl Gateway {
             admin_state,
             settings,
             grace,
+            drain_delay,
         } = self;
         tracing::info!(
             public = %public.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -194,11 +197,14 @@ impl Gateway {
 
         shutdown.await;
         tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down");
+        let deadline = tokio::time::Instant::now() + grace;
         state.readiness.set_draining();
+        // Keep accepting while load balancers notice /readyz.
+        tokio::time::sleep(drain_delay).await;
         stop_public.cancel();
         state.shutdown.cancel();
         state.ws_tasks.close();
-        let drained = tokio::time::timeout(grace, async {
+        let drained = tokio::time::timeout_at(deadline, async {
             let _ = public_task.await;
             state.ws_tasks.wait().await;
         })

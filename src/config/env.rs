@@ -5,8 +5,13 @@ use super::ConfigError;
 
 const PREFIX: &str = "DDG_";
 
-/// Applies every `DDG_*` variable to `table`. A value that parses as a TOML value
-/// (`true`, `30`, `["a", "b"]`) is taken as that; anything else as a string.
+/// Sections of the file: a `DDG_<SECTION>_<KEY>` variable (one underscore) is a
+/// typo of an override and is refused rather than silently ignored.
+const SECTIONS: [&str; 5] = ["SERVER", "UPSTREAM", "AUTH", "DISCOVERY", "LOG"];
+
+/// Applies every `DDG_<SECTION>__<KEY>` variable to `table`. A value that parses as a
+/// TOML value (`true`, `30`, `["a", "b"]`) is taken as that; anything else as a
+/// string. Other `DDG_*` variables without `__` are not overrides and are left alone.
 pub(super) fn apply_overrides(
     table: &mut toml::Table,
     vars: impl IntoIterator<Item = (String, String)>,
@@ -17,6 +22,18 @@ pub(super) fn apply_overrides(
         .collect();
     vars.sort();
     for (name, value) in vars {
+        let rest = &name[PREFIX.len()..];
+        if !rest.contains("__") {
+            let typo = SECTIONS
+                .iter()
+                .any(|s| rest.strip_prefix(s).is_some_and(|r| r.starts_with('_')));
+            if typo {
+                return Err(ConfigError(format!(
+                    "environment variable {name}: overrides are written DDG_<SECTION>__<KEY> (two underscores)"
+                )));
+            }
+            continue;
+        }
         let path: Vec<String> = name[PREFIX.len()..]
             .split("__")
             .map(str::to_ascii_lowercase)
@@ -95,6 +112,11 @@ mod tests {
         let mut t = toml::Table::new();
         let err = apply_overrides(&mut t, [("DDG_SERVER____X".into(), "1".into())]);
         assert!(err.is_err());
+        let err = apply_overrides(&mut t, [("DDG_SERVER_LISTEN".into(), "x".into())]);
+        assert!(err.unwrap_err().0.contains("two underscores"));
+        // Not an override at all: left alone.
+        apply_overrides(&mut t, [("DDG_TEST_VENV".into(), "/tmp/venv".into())]).unwrap();
+        assert!(t.is_empty());
         let mut t: toml::Table = toml::from_str("server = 1").unwrap();
         let err = apply_overrides(&mut t, [("DDG_SERVER__LISTEN".into(), "x".into())]);
         assert!(err.unwrap_err().0.contains("not a section"));

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Deadline for in-flight work after SIGTERM.
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long the listener keeps accepting (with `/readyz` already
+    /// 503) so that load balancers stop routing here first. Part of the grace.
+    pub drain_delay: Duration,
     /// A client must send its whole request head within this time.
     pub header_read_timeout: Duration,
 }

@@ -41,6 +41,8 @@ struct RawServer {
     #[serde(deserialize_with = "units::duration")]
     shutdown_grace: Duration,
     #[serde(deserialize_with = "units::duration")]
+    drain_delay: Duration,
+    #[serde(deserialize_with = "units::duration")]
     header_read_timeout: Duration,
 }
 
@@ -54,6 +56,7 @@ impl Default for RawServer {
             tls_cert: None,
             tls_key: None,
             shutdown_grace: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             header_read_timeout: Duration::from_secs(10),
         }
     }
@@ -390,6 +393,14 @@ impl RawServer {
             trusted_proxies,
             tls,
             shutdown_grace: self.shutdown_grace,
+            drain_delay: if self.drain_delay < self.shutdown_grace || self.drain_delay.is_zero() {
+                self.drain_delay
+            } else {
+                return Err(ConfigError::key(
+                    "server.drain_delay",
+                    "must be shorter than server.shutdown_grace",
+                ));
+            },
             header_read_timeout: positive("server.header_read_timeout", self.header_read_timeout)?,
         })
     }
