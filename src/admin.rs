@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (the process serves), `/readyz` (discovery synced
-//! and not draining), `/metrics` (Prometheus text format).
+//! and not draining), `/metrics` (Prometheus text format), `/routes` (the route
+//! table as JSON, for operators).
 
 use std::sync::Arc;
 
@@ -48,8 +49,31 @@ impl Admin {
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.metrics.render(self.routes.len()),
             ),
+            "/routes" => text(StatusCode::OK, "application/json", self.routes_json()),
             _ => text(StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
         }
+    }
+
+    /// `[{workflow, upstream, owner, ready, age_seconds}, …]` sorted by workflow.
+    /// Routes hold no credentials, so nothing needs redacting.
+    fn routes_json(&self) -> String {
+        let routes: Vec<serde_json::Value> = self
+            .routes
+            .snapshot()
+            .into_iter()
+            .map(|(route, age)| {
+                serde_json::json!({
+                    "workflow": route.workflow,
+                    "upstream": route.upstream,
+                    "owner": route.owner,
+                    "ready": route.ready,
+                    "age_seconds": age.as_secs(),
+                })
+            })
+            .collect();
+        let mut body = serde_json::Value::Array(routes).to_string();
+        body.push('\n');
+        body
     }
 }
 
@@ -77,5 +101,38 @@ mod tests {
         assert_eq!(get(&admin, "/readyz"), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(get(&admin, "/metrics"), StatusCode::OK);
         assert_eq!(get(&admin, "/nope"), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn routes_lists_the_table_sorted() {
+        let routes = Arc::new(RouteTable::new());
+        for (id, ready) in [("wf-b", false), ("wf-a", true)] {
+            routes.upsert(crate::routes::Route {
+                workflow: id.into(),
+                upstream: "10.0.0.1:8787".into(),
+                owner: "alice".into(),
+                ready,
+            });
+        }
+        let admin = Admin {
+            metrics: Arc::new(Metrics::new()),
+            routes,
+            readiness: Readiness::new(),
+        };
+        let req = Request::get("/routes").body(()).unwrap_or_default();
+        let resp = admin.handle(&req);
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: serde_json::Value = serde_json::from_str(&admin.routes_json()).unwrap();
+        let ids: Vec<&str> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["workflow"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["wf-a", "wf-b"]);
+        assert_eq!(body[1]["ready"], false);
+        assert_eq!(body[0]["upstream"], "10.0.0.1:8787");
+        assert_eq!(body[0]["owner"], "alice");
+        assert_eq!(body[0]["age_seconds"], 0);
     }
 }

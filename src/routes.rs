@@ -1,8 +1,11 @@
 //! `RouteTable`: workflow id → scheduler dashboard. Pure state; discovery is its only
 //! writer, the request path only reads owned snapshots of single routes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
 /// Where one workflow's dashboard is served, and who owns it.
@@ -18,10 +21,26 @@ pub struct Route {
     pub ready: bool,
 }
 
+/// One table entry: the current route and when its workflow first appeared.
+#[derive(Debug)]
+struct Slot {
+    route: Arc<Route>,
+    since: Instant,
+}
+
+impl Slot {
+    fn new(route: Route) -> Self {
+        Slot {
+            route: Arc::new(route),
+            since: Instant::now(),
+        }
+    }
+}
+
 /// The live routing table.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    routes: DashMap<String, Arc<Route>>,
+    routes: DashMap<String, Slot>,
 }
 
 impl RouteTable {
@@ -32,7 +51,9 @@ impl RouteTable {
 
     /// The route for `workflow`, if any. The guard is released before returning.
     pub fn lookup(&self, workflow: &str) -> Option<Arc<Route>> {
-        self.routes.get(workflow).map(|r| Arc::clone(r.value()))
+        self.routes
+            .get(workflow)
+            .map(|r| Arc::clone(&r.value().route))
     }
 
     /// Number of routes.
@@ -45,32 +66,54 @@ impl RouteTable {
         self.routes.is_empty()
     }
 
-    /// Adds or replaces one route.
+    /// Every route with its age (time since its workflow was first inserted; a
+    /// changed route keeps its age), sorted by workflow id.
+    pub fn snapshot(&self) -> Vec<(Arc<Route>, Duration)> {
+        let now = Instant::now();
+        let mut all: Vec<(Arc<Route>, Duration)> = self
+            .routes
+            .iter()
+            .map(|e| {
+                let slot = e.value();
+                (
+                    Arc::clone(&slot.route),
+                    now.saturating_duration_since(slot.since),
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.workflow.cmp(&b.0.workflow));
+        all
+    }
+
+    /// Adds or replaces one route. A replaced route keeps its age.
     pub(crate) fn upsert(&self, route: Route) {
-        self.routes.insert(route.workflow.clone(), Arc::new(route));
+        match self.routes.entry(route.workflow.clone()) {
+            Entry::Occupied(mut slot) => {
+                if *slot.get().route != route {
+                    slot.get_mut().route = Arc::new(route);
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Slot::new(route));
+            }
+        }
     }
 
     /// Removes one route.
-    #[allow(dead_code)]
     pub(crate) fn remove(&self, workflow: &str) {
         self.routes.remove(workflow);
     }
 
-    /// Replaces the whole table with `routes` (a full resync).
+    /// Replaces the whole table with `routes` (a full resync). Routes present before
+    /// and after keep their age.
     pub(crate) fn replace_all(&self, routes: impl IntoIterator<Item = Route>) {
-        let fresh: std::collections::HashMap<String, Route> = routes
+        let fresh: HashMap<String, Route> = routes
             .into_iter()
             .map(|r| (r.workflow.clone(), r))
             .collect();
         self.routes.retain(|k, _| fresh.contains_key(k));
         for (_, route) in fresh {
-            let unchanged = self
-                .routes
-                .get(&route.workflow)
-                .is_some_and(|r| **r == route);
-            if !unchanged {
-                self.upsert(route);
-            }
+            self.upsert(route);
         }
     }
 }
@@ -119,5 +162,21 @@ mod tests {
             Some("2:3")
         );
         assert!(t.lookup("c").is_some());
+    }
+
+    #[test]
+    fn snapshot_is_sorted_and_ages_survive_changes() {
+        let t = RouteTable::new();
+        t.upsert(route("b", "1:1"));
+        std::thread::sleep(Duration::from_millis(20));
+        t.upsert(route("a", "2:2"));
+        t.upsert(route("b", "1:2"));
+        t.replace_all([route("a", "2:2"), route("b", "1:3")]);
+        let snap = t.snapshot();
+        let ids: Vec<&str> = snap.iter().map(|(r, _)| r.workflow.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(snap[1].0.upstream, "1:3");
+        assert!(snap[1].1 >= Duration::from_millis(20), "{:?}", snap[1].1);
+        assert!(snap[0].1 < snap[1].1);
     }
 }

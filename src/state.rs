@@ -25,11 +25,13 @@ pub(crate) struct State {
     pub(crate) reana_paths: bool,
     /// Whether the public listener terminates TLS (for `X-Forwarded-Proto`).
     pub(crate) tls: bool,
+    /// Proxies whose `X-Forwarded-For` tells the client's address.
+    pub(crate) trusted_proxies: Vec<(std::net::IpAddr, u8)>,
     /// Upstream limits and timeouts.
     pub(crate) upstream: UpstreamConfig,
     /// Cookie and origin settings.
     pub(crate) auth_config: AuthConfig,
-    /// Credential verification.
+    /// Credential verification, authorization and failure limiting.
     pub(crate) auth: Authenticator,
     /// Live routes (written by discovery only).
     pub(crate) routes: Arc<RouteTable>,
@@ -46,7 +48,8 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Builds the state from a validated config.
+    /// Builds the state from a validated config and starts the authenticator's
+    /// background work (JWK Set refresh). Runs inside the Tokio runtime.
     pub(crate) fn new(
         config: &Config,
         auth: Authenticator,
@@ -64,9 +67,13 @@ impl State {
             .pool_idle_timeout(config.upstream.pool_idle_timeout)
             .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
             .build(connector);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            auth.start();
+        }
         State {
             reana_paths: config.server.reana_paths,
             tls: config.server.tls.is_some(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
             upstream: config.upstream.clone(),
             auth_config: config.auth.clone(),
             auth,

@@ -1,7 +1,8 @@
-//! Local JWT verification (`[auth.jwt]`, SPEC §4): the key and validation rules are
-//! built once at start-up; `verify` only decodes and checks.
+//! Local JWT verification (`[auth.jwt]`, SPEC §4): the key (or the JWK Set source)
+//! and validation rules are built once at start-up; `verify` only decodes and checks.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -9,16 +10,25 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
-use crate::auth::{AuthError, Identity};
+use crate::auth::jwks::{Jwks, Refresh};
+use crate::auth::{AuthError, Identity, Verifier};
 use crate::config::{ConfigError, JwtConfig, JwtKey};
 
 /// Largest accepted `leeway_seconds` (jsonwebtoken computes `now - leeway`).
 const MAX_LEEWAY_SECONDS: u64 = 86_400;
 
+/// Where verification keys come from.
+enum Keys {
+    /// One key from the configuration.
+    Static(DecodingKey),
+    /// A JWK Set, refreshed in the background.
+    Jwks(Arc<Jwks>),
+}
+
 /// Verifies JWTs with a key and validation rules built once at start-up (no
 /// per-request key parsing).
 pub struct JwtVerifier {
-    key: DecodingKey,
+    keys: Keys,
     validation: Validation,
     user_claim: String,
 }
@@ -55,7 +65,10 @@ impl JwtVerifier {
                 format!("must be at most {MAX_LEEWAY_SECONDS}"),
             ));
         }
-        let key = decoding_key(family, &cfg.key, &cfg.algorithms)?;
+        let keys = match &cfg.key {
+            JwtKey::Jwks(jwks) => Keys::Jwks(Arc::new(Jwks::new(jwks, &cfg.algorithms)?)),
+            key => Keys::Static(decoding_key(family, key, &cfg.algorithms)?),
+        };
 
         let mut validation = Validation::new(first);
         validation.algorithms = cfg.algorithms.clone();
@@ -77,10 +90,18 @@ impl JwtVerifier {
         validation.set_required_spec_claims(&required);
 
         Ok(JwtVerifier {
-            key,
+            keys,
             validation,
             user_claim: cfg.user_claim.clone(),
         })
+    }
+
+    /// Starts the JWK Set refresher when keys come from `jwks_url` (needs a Tokio
+    /// runtime); nothing otherwise.
+    pub fn start(&self) {
+        if let Keys::Jwks(jwks) = &self.keys {
+            jwks.spawn_refresher();
+        }
     }
 
     /// Verifies the signature (only the configured algorithms are accepted; `alg: none`
@@ -88,8 +109,67 @@ impl JwtVerifier {
     /// all with `leeway_seconds`. Returns the user from `user_claim` (a non-empty
     /// string) and `expires_at` from `exp`. Error reasons are fixed strings: nothing
     /// from the token is ever echoed.
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
+    ///
+    /// With a JWK Set, a token whose `kid` is unknown (or, without `kid`, that no key
+    /// verifies) triggers one rate-limited refresh and is checked again. No keys yet
+    /// and no fetch possible → [`AuthError::Unavailable`].
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        match &self.keys {
+            Keys::Static(key) => self.verify_with(token, key),
+            Keys::Jwks(jwks) => self.verify_jwks(jwks, token).await,
+        }
+    }
+
+    async fn verify_jwks(&self, jwks: &Jwks, token: &str) -> Result<Identity, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| auth_error(e.kind()))?;
+        if !self.validation.algorithms.contains(&header.alg) {
+            return Err(AuthError::Invalid("algorithm not allowed"));
+        }
+        let kid = header.kid.as_deref();
+        let first = self.try_keys(&jwks.snapshot(), token, kid, header.alg);
+        if let Some(result) = first.clone().filter(|r| !needs_new_keys(r, kid)) {
+            return result;
+        }
+        let loaded = jwks.snapshot().loaded();
+        match jwks.refresh_on_demand().await {
+            Refresh::Done => {}
+            // Keys are there and were fetched recently: the kid is simply unknown.
+            Refresh::TooSoon if loaded => {
+                return first.unwrap_or(Err(AuthError::Invalid("unknown key id")))
+            }
+            Refresh::Failed if loaded && first.is_some() => {
+                return first.unwrap_or(Err(AuthError::Unavailable))
+            }
+            // No keys yet, or the endpoint failed while a new key was needed.
+            Refresh::TooSoon | Refresh::Failed => return Err(AuthError::Unavailable),
+        }
+        self.try_keys(&jwks.snapshot(), token, kid, header.alg)
+            .unwrap_or(Err(AuthError::Invalid("unknown key id")))
+    }
+
+    /// The first success among the candidate keys, else the first failure; `None`
+    /// when there is no candidate key at all.
+    fn try_keys(
+        &self,
+        set: &crate::auth::jwks::KeySet,
+        token: &str,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Option<Result<Identity, AuthError>> {
+        let mut first_error = None;
+        for key in set.candidates(kid, alg) {
+            match self.verify_with(token, key) {
+                Ok(identity) => return Some(Ok(identity)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map(Err)
+    }
+
+    fn verify_with(&self, token: &str, key: &DecodingKey) -> Result<Identity, AuthError> {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
             .map_err(|e| auth_error(e.kind()))?;
         let mut claims = data.claims;
         let user = match claims.remove(&self.user_claim) {
@@ -106,8 +186,15 @@ impl JwtVerifier {
         Ok(Identity {
             user,
             expires_at: Some(expires_at),
+            verifier: Verifier::Jwt,
         })
     }
+}
+
+/// Whether a JWK Set result may change with fresh keys: no candidate key, or a
+/// kid-less token that no key verified.
+fn needs_new_keys(result: &Result<Identity, AuthError>, kid: Option<&str>) -> bool {
+    kid.is_none() && *result == Err(AuthError::Invalid("bad signature"))
 }
 
 /// A JWT NumericDate as whole seconds, read the way jsonwebtoken validated it.
@@ -289,7 +376,11 @@ mod tests {
         json!({"sub": "alice", "exp": exp_in(600)})
     }
     fn verify(c: &JwtConfig, token: &str) -> Result<Identity, AuthError> {
-        JwtVerifier::new(c).expect("valid config").verify(token)
+        let v = JwtVerifier::new(c).expect("valid config");
+        match &v.keys {
+            Keys::Static(key) => v.verify_with(token, key),
+            Keys::Jwks(_) => panic!("static keys only"),
+        }
     }
     fn user(c: &JwtConfig, token: &str) -> Result<String, AuthError> {
         verify(c, token).map(|id| id.user)
@@ -319,6 +410,7 @@ mod tests {
         let want = Identity {
             user: "alice".into(),
             expires_at: Some(UNIX_EPOCH + Duration::from_secs(exp)),
+            verifier: Verifier::Jwt,
         };
         for (alg, signing, key) in cases {
             let token = sign(alg, &signing, &json!({"sub": "alice", "exp": exp}));

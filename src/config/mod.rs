@@ -228,6 +228,9 @@ pub struct KubernetesConfig {
     pub owner_labels: Vec<String>,
     /// Name of the dashboard port (else port 8787).
     pub port_name: String,
+    /// A kubeconfig file to use instead of the in-cluster service account or
+    /// `KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// One `[[discovery.static.routes]]` entry.

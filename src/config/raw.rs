@@ -235,6 +235,7 @@ struct RawDiscovery {
     owner_labels: Vec<String>,
     #[serde(default = "default_port_name")]
     port_name: String,
+    kubeconfig: Option<PathBuf>,
 }
 
 fn default_selector() -> String {
@@ -304,7 +305,7 @@ impl RawConfig {
         let auth = self.auth.validate(base, &server)?;
         Ok(Config {
             upstream: self.upstream.validate()?,
-            discovery: self.discovery.validate()?,
+            discovery: self.discovery.validate(base)?,
             log: self.log.validate()?,
             server,
             auth,
@@ -672,9 +673,15 @@ impl RawJwt {
 }
 
 impl RawDiscovery {
-    fn validate(self) -> Result<DiscoveryConfig, ConfigError> {
+    fn validate(self, base: Option<&Path>) -> Result<DiscoveryConfig, ConfigError> {
         match self.kind {
             DiscoveryKind::Static => {
+                if self.kubeconfig.is_some() || self.namespace.is_some() {
+                    return Err(ConfigError::key(
+                        "discovery",
+                        "namespace and kubeconfig are only used with kind = \"kubernetes\"",
+                    ));
+                }
                 let routes = self.static_.map(|s| s.routes).unwrap_or_default();
                 let mut seen = std::collections::HashSet::new();
                 let routes = routes
@@ -734,6 +741,7 @@ impl RawDiscovery {
                     workflow_label: nonempty("discovery.workflow_label", self.workflow_label)?,
                     owner_labels: self.owner_labels,
                     port_name: nonempty("discovery.port_name", self.port_name)?,
+                    kubeconfig: self.kubeconfig.map(|k| resolve(base, &k)),
                 }))
             }
         }

@@ -1,5 +1,8 @@
 //! Discovery: the only writer of the [`RouteTable`](crate::routes::RouteTable).
 
+mod index;
+mod kubernetes;
+mod parse;
 mod static_routes;
 
 use std::sync::Arc;
@@ -22,15 +25,14 @@ pub async fn start(
     ready: Readiness,
     metrics: Arc<Metrics>,
 ) -> Result<(), DiscoveryError> {
-    let _ = &metrics;
     match config {
         DiscoveryConfig::Static(routes) => {
             static_routes::load(routes, &table);
             ready.set_synced();
             Ok(())
         }
-        DiscoveryConfig::Kubernetes(_) => Err(DiscoveryError(
-            "kubernetes discovery is not available yet".into(),
-        )),
+        DiscoveryConfig::Kubernetes(k8s) => {
+            kubernetes::start(k8s, k8s.kubeconfig.as_deref(), table, ready, metrics).await
+        }
     }
 }

@@ -16,7 +16,7 @@ use ::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Stat
 use hyper::body::Incoming;
 
 use crate::auth::credentials::{self, Credential};
-use crate::auth::{AuthError, Identity};
+use crate::auth::{limiter, Access, AuthError, Identity, Verifier};
 use crate::body::{empty, Body};
 use crate::error::{ErrorContext, ProxyError};
 use crate::metrics::{AuthResult, RequestKind};
@@ -24,7 +24,7 @@ use crate::routes::Route;
 use crate::state::State;
 use path::Target;
 
-pub use relay::{relay, RelayEnd, RelayLimits};
+pub use relay::{relay, relay_checked, Recheck, RelayEnd, RelayLimits};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -33,6 +33,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 struct Outcome {
     user: Option<String>,
     workflow: Option<String>,
+    client: Option<IpAddr>,
 }
 
 /// Everything the forwarders need about an authorized request.
@@ -47,6 +48,8 @@ pub(crate) struct Forward<'a> {
     cookie_name: &'a str,
     /// When the caller's credential expires (closes WebSockets).
     deadline: Option<tokio::time::Instant>,
+    /// Periodic re-check of an introspected credential (closes WebSockets).
+    recheck: Option<Recheck>,
 }
 
 impl Forward<'_> {
@@ -112,6 +115,7 @@ pub(crate) async fn handle(
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         user = outcome.user.as_deref().unwrap_or("-"),
         workflow = outcome.workflow.as_deref().unwrap_or("-"),
+        client = %outcome.client.unwrap_or_else(|| client.ip()),
         websocket = kind == RequestKind::WebSocket,
     );
     response
@@ -152,59 +156,38 @@ async fn dispatch(
     };
     outcome.workflow = Some(workflow.clone());
     let websocket = kind == RequestKind::WebSocket;
-    if websocket {
-        let host = req
-            .headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(req.uri().authority().map(|a| a.as_str()));
-        let origin = req.headers().get(::http::header::ORIGIN);
-        if !headers::origin_allowed(origin, host, &state.auth_config.allowed_origins) {
-            return Err(ProxyError::OriginRejected);
-        }
-    }
+    let Admitted {
+        credential,
+        identity,
+        route,
+    } = admit(state, &req, client, &workflow, websocket, outcome).await?;
 
-    let credential = credentials::extract(req.headers(), query, &state.auth_config.cookie_name);
-    let identity = authenticate(state, credential.as_ref()).await?;
-    outcome.user = Some(identity.user.clone());
-    let route = state
-        .routes
-        .lookup(&workflow)
-        .ok_or(ProxyError::WorkflowNotFound)?;
-    if !state.auth.authorize(&identity, &route) {
-        state.metrics.auth(AuthResult::Forbidden);
-        return Err(ProxyError::Forbidden);
-    }
-    state.metrics.auth(AuthResult::Allowed);
-    if !route.ready {
-        return Err(ProxyError::ClusterStarting);
-    }
-
-    let clean_query = query.and_then(credentials::strip_query);
-    let path_and_query = match &clean_query {
+    let path_and_query = match query.and_then(credentials::strip_query) {
         Some(q) => format!("{rest}?{q}"),
         None => rest,
     };
-    if let Some(credential) = credential.as_ref().filter(|c| c.from_query()) {
-        if !websocket && (req.method() == Method::GET || req.method() == Method::HEAD) {
-            let location = format!("{prefix}{path_and_query}");
-            if let Some(response) =
-                cookie_redirect(state, credential, &identity, &prefix, &location)
-            {
-                return Ok(response);
-            }
+    let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
+    if credential.from_query() && !websocket && is_read {
+        let location = format!("{prefix}{path_and_query}");
+        if let Some(response) = cookie_redirect(state, &credential, &identity, &prefix, &location) {
+            return Ok(response);
         }
     }
 
+    let recheck = (websocket && identity.verifier == Verifier::Reana)
+        .then(|| recheck(state, credential, &identity, &route));
     let fwd = Forward {
         route: &route,
         prefix: &prefix,
         path_and_query,
-        client_ip: client.ip(),
+        // Each hop appends its TCP peer: a reader applying the trusted-proxy rule to
+        // the forwarded chain arrives at `client_ip`, as the limiter did.
+        client_ip: client.ip().to_canonical(),
         proto: if state.tls { "https" } else { "http" },
         request_id,
         cookie_name: &state.auth_config.cookie_name,
         deadline: identity.expires_at.map(deadline_instant),
+        recheck,
     };
     if websocket {
         ws::forward(state, req, fwd).await
@@ -213,19 +196,162 @@ async fn dispatch(
     }
 }
 
+/// A request that passed every check, with what the forwarders need of them.
+struct Admitted {
+    credential: Credential,
+    identity: Identity,
+    route: Arc<Route>,
+}
+
+/// Every check before forwarding, in order: WebSocket Origin, failure limit of the
+/// client address, credential, route, access, cluster readiness.
+async fn admit(
+    state: &State,
+    req: &Request<Incoming>,
+    client: SocketAddr,
+    workflow: &str,
+    websocket: bool,
+    outcome: &mut Outcome,
+) -> Result<Admitted, ProxyError> {
+    if websocket {
+        check_origin(state, req)?;
+    }
+    let client_ip = limiter::client_addr(client.ip(), req.headers(), &state.trusted_proxies);
+    outcome.client = Some(client_ip);
+    let cookie_name = &state.auth_config.cookie_name;
+    let credential = credentials::extract(req.headers(), req.uri().query(), cookie_name);
+    let (credential, identity) = authenticate(state, credential, client_ip).await?;
+    outcome.user = Some(identity.user.clone());
+    let route = state
+        .routes
+        .lookup(workflow)
+        .ok_or(ProxyError::WorkflowNotFound)?;
+    authorize(state, &identity, &credential, &route, req.method()).await?;
+    if !route.ready {
+        return Err(ProxyError::ClusterStarting);
+    }
+    Ok(Admitted {
+        credential,
+        identity,
+        route,
+    })
+}
+
+/// SPEC §4: a WebSocket handshake from a foreign Origin is refused.
+fn check_origin(state: &State, req: &Request<Incoming>) -> Result<(), ProxyError> {
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(req.uri().authority().map(|a| a.as_str()));
+    let origin = req.headers().get(::http::header::ORIGIN);
+    if headers::origin_allowed(origin, host, &state.auth_config.allowed_origins) {
+        Ok(())
+    } else {
+        Err(ProxyError::OriginRejected)
+    }
+}
+
+/// Refuses clients with too many failures (before any verification), verifies the
+/// credential, and counts a rejected one against the client's address.
 async fn authenticate(
     state: &State,
-    credential: Option<&Credential>,
-) -> Result<Identity, ProxyError> {
-    state.auth.authenticate(credential).await.map_err(|e| {
-        state.metrics.auth(match e {
-            AuthError::Missing => AuthResult::Missing,
-            AuthError::Expired => AuthResult::Expired,
-            AuthError::Invalid(_) => AuthResult::Invalid,
-            AuthError::Unavailable => AuthResult::Unavailable,
-        });
-        ProxyError::from(e)
-    })
+    credential: Option<Credential>,
+    client_ip: IpAddr,
+) -> Result<(Credential, Identity), ProxyError> {
+    let Some(credential) = credential else {
+        state.metrics.auth(AuthResult::Missing);
+        return Err(ProxyError::Unauthenticated);
+    };
+    if state.auth.limiter().check(client_ip).is_err() {
+        state.metrics.auth(AuthResult::RateLimited);
+        tracing::debug!(client = %client_ip, "too many failed authentications");
+        return Err(ProxyError::TooManyRequests);
+    }
+    match state.auth.authenticate(&credential).await {
+        Ok(identity) => Ok((credential, identity)),
+        Err(e) => {
+            state.metrics.auth(match e {
+                AuthError::Missing => AuthResult::Missing,
+                AuthError::Expired => AuthResult::Expired,
+                AuthError::Invalid(_) => AuthResult::Invalid,
+                AuthError::Unavailable => AuthResult::Unavailable,
+            });
+            if matches!(e, AuthError::Invalid(_) | AuthError::Expired) {
+                state.auth.limiter().record_failure(client_ip);
+            }
+            Err(ProxyError::from(e))
+        }
+    }
+}
+
+/// Owner: anything. Shared: GET and HEAD only (a WebSocket handshake is a GET).
+async fn authorize(
+    state: &State,
+    identity: &Identity,
+    credential: &Credential,
+    route: &Route,
+    method: &Method,
+) -> Result<(), ProxyError> {
+    let access = state.auth.authorize(identity, credential, route).await;
+    let (result, label) = match access {
+        Ok(Access::Owner) => (Ok(()), AuthResult::Allowed),
+        Ok(Access::Shared) if method == Method::GET || method == Method::HEAD => {
+            (Ok(()), AuthResult::Allowed)
+        }
+        Ok(Access::Shared) => (Err(ProxyError::ReadOnly), AuthResult::Forbidden),
+        Ok(Access::Denied) => (Err(ProxyError::Forbidden), AuthResult::Forbidden),
+        Err(AuthError::Unavailable) => (Err(ProxyError::AuthUnavailable), AuthResult::Unavailable),
+        Err(e @ (AuthError::Missing | AuthError::Expired | AuthError::Invalid(_))) => {
+            (Err(ProxyError::from(e)), AuthResult::Invalid)
+        }
+    };
+    state.metrics.auth(label);
+    result
+}
+
+/// Re-checks an introspected credential every `cache_ttl` while a WebSocket lives:
+/// still the same user and still allowed. reana-server being unavailable keeps the
+/// socket open (the next check decides); a definite "no" closes it with 1008.
+fn recheck(
+    state: &Arc<State>,
+    credential: Credential,
+    identity: &Identity,
+    route: &Arc<Route>,
+) -> Recheck {
+    let every = state
+        .auth_config
+        .reana
+        .as_ref()
+        .map_or(Duration::from_secs(30), |r| r.cache_ttl);
+    let (state, user, route) = (Arc::clone(state), identity.user.clone(), Arc::clone(route));
+    let credential = Arc::new(credential);
+    Recheck {
+        every,
+        check: Box::new(move || {
+            let (state, user, route, credential) = (
+                Arc::clone(&state),
+                user.clone(),
+                Arc::clone(&route),
+                Arc::clone(&credential),
+            );
+            Box::pin(async move {
+                let identity = match state.auth.authenticate(&credential).await {
+                    Ok(identity) if identity.user == user => identity,
+                    Ok(_)
+                    | Err(AuthError::Missing | AuthError::Expired | AuthError::Invalid(_)) => {
+                        return false
+                    }
+                    Err(AuthError::Unavailable) => return true,
+                };
+                match state.auth.authorize(&identity, &credential, &route).await {
+                    Ok(Access::Owner | Access::Shared) | Err(AuthError::Unavailable) => true,
+                    Ok(Access::Denied)
+                    | Err(AuthError::Missing | AuthError::Expired | AuthError::Invalid(_)) => false,
+                }
+            })
+        }),
+    }
 }
 
 /// Converts a wall-clock expiry into a tokio instant (already past → now).

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::WebSocketStream;
 
 use super::headers::remove_hop_by_hop;
-use super::relay::{relay, RelayLimits};
+use super::relay::{relay_checked, RelayEnd, RelayLimits};
 use super::Forward;
 use crate::body::{empty, full, Body};
 use crate::error::ProxyError;
@@ -31,7 +31,7 @@ use crate::state::State;
 pub(crate) async fn forward(
     state: &Arc<State>,
     mut req: Request<Incoming>,
-    fwd: Forward<'_>,
+    mut fwd: Forward<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let version_ok = req
         .headers()
@@ -81,6 +81,7 @@ pub(crate) async fn forward(
         deadline: fwd.deadline,
         shutdown: state.shutdown.clone(),
     };
+    let recheck = fwd.recheck.take();
     let metrics = Arc::clone(&state.metrics);
     let workflow = fwd.route.workflow.clone();
     state.ws_tasks.spawn(async move {
@@ -93,9 +94,9 @@ pub(crate) async fn forward(
         };
         let client = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
         metrics.websocket_delta(1);
-        let end = relay(client, upstream, limits).await;
+        let end = relay_checked(client, upstream, limits, recheck).await;
         metrics.websocket_delta(-1);
-        if end == super::relay::RelayEnd::UpstreamLost {
+        if end == RelayEnd::UpstreamLost {
             metrics.upstream_error(UpstreamError::WebSocketLost);
         }
         tracing::debug!(workflow, ?end, "websocket closed");
