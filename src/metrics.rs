@@ -145,6 +145,24 @@ impl Histogram {
     }
 }
 
+/// Writes a counter with one label whose values are fixed.
+fn labelled_counter(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, &AtomicU64)],
+) {
+    let _ = writeln!(
+        out,
+        "# HELP {PREFIX}{name} {help}\n# TYPE {PREFIX}{name} counter"
+    );
+    for (value, counter) in values {
+        let n = counter.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{PREFIX}{name}{{{label}=\"{value}\"}} {n}");
+    }
+}
+
 /// Status codes are counted in a fixed array: 100..=599.
 const CODES: usize = 500;
 
@@ -263,34 +281,23 @@ impl Metrics {
             "Workflows with a known scheduler.",
         );
         let _ = writeln!(out, "{PREFIX}routes {routes}");
-        header(
+        let auth = AuthResult::ALL.map(|r| (r.as_label(), &self.auth_decisions[r as usize]));
+        labelled_counter(
             &mut out,
             "auth_decisions_total",
-            "counter",
             "Authentication and authorization decisions.",
+            "result",
+            &auth,
         );
-        for r in AuthResult::ALL {
-            let n = self.auth_decisions[r as usize].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{PREFIX}auth_decisions_total{{result=\"{}\"}} {n}",
-                r.as_label()
-            );
-        }
-        header(
+        let upstream =
+            UpstreamError::ALL.map(|r| (r.as_label(), &self.upstream_errors[r as usize]));
+        labelled_counter(
             &mut out,
             "upstream_errors_total",
-            "counter",
             "Failures talking to schedulers.",
+            "reason",
+            &upstream,
         );
-        for r in UpstreamError::ALL {
-            let n = self.upstream_errors[r as usize].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{PREFIX}upstream_errors_total{{reason=\"{}\"}} {n}",
-                r.as_label()
-            );
-        }
         header(
             &mut out,
             "discovery_events_total",
