@@ -3,6 +3,8 @@
 
 mod env;
 mod raw;
+mod raw_auth;
+mod raw_discovery;
 pub mod units;
 
 use std::fmt;
