@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::admin::Admin;
 use crate::auth::Authenticator;
@@ -69,6 +69,9 @@ pub struct Gateway {
     settings: ConnSettings,
     grace: Duration,
     drain_delay: Duration,
+    /// Stops discovery's background tasks when dropped (after `run`, or with a
+    /// gateway that never ran).
+    stop_discovery: DropGuard,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -96,11 +99,13 @@ impl Gateway {
         let readiness = Readiness::new();
         let public = bind(config.server.listen).await?;
         let admin = bind(config.server.admin_listen).await?;
+        let stop_discovery = CancellationToken::new();
         discovery::start(
             &config.discovery,
             Arc::clone(&routes),
             readiness.clone(),
             Arc::clone(&metrics),
+            stop_discovery.clone(),
         )
         .await?;
         let state = State::new(
@@ -127,6 +132,7 @@ impl Gateway {
             },
             grace: config.server.shutdown_grace,
             drain_delay: config.server.drain_delay,
+            stop_discovery: stop_discovery.drop_guard(),
         })
     }
 
@@ -161,6 +167,7 @@ impl Gateway {
             settings,
             grace,
             drain_delay,
+            stop_discovery,
         } = self;
         tracing::info!(
             public = %public.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -213,6 +220,7 @@ impl Gateway {
             tracing::warn!("shutdown grace period elapsed with work still open");
         }
         stop_admin.cancel();
+        drop(stop_discovery);
         let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
         tracing::info!("stopped");
         Ok(())

@@ -25,10 +25,12 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
 
 use super::index::Index;
 use super::parse::SERVICE_NAME_LABEL;
 use super::DiscoveryError;
+
 use crate::config::KubernetesConfig;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -43,13 +45,15 @@ const MAX_LAG: Duration = Duration::from_secs(600);
 
 /// Builds a client (from `kubeconfig` when given, else `kube::Config::infer()`:
 /// in-cluster or `KUBECONFIG`), starts both watchers in a background task and
-/// returns. `ready` is released once both have completed their first list.
+/// returns. `ready` is released once both have completed their first list; the
+/// watchers end when `stop` is cancelled.
 pub(super) async fn start(
     config: &KubernetesConfig,
     kubeconfig: Option<&Path>,
     table: Arc<RouteTable>,
     ready: Readiness,
     metrics: Arc<Metrics>,
+    stop: CancellationToken,
 ) -> Result<(), DiscoveryError> {
     let client = client(kubeconfig).await?;
     let (services, slices): (Api<Service>, Api<EndpointSlice>) = match &config.namespace {
@@ -75,7 +79,12 @@ pub(super) async fn start(
         failing: Failing::default(),
         synced: false,
     };
-    tokio::spawn(state.run(services, slices));
+    tokio::spawn(async move {
+        tokio::select! {
+            () = state.run(services, slices) => {}
+            () = stop.cancelled() => tracing::debug!("discovery stopped"),
+        }
+    });
     Ok(())
 }
 

@@ -7,6 +7,8 @@ mod static_routes;
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::DiscoveryConfig;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -18,12 +20,14 @@ use crate::routes::RouteTable;
 pub struct DiscoveryError(pub String);
 
 /// Fills `table` according to `config` (in background tasks where discovery is
-/// continuous) and releases `ready` once the first full set of routes is in place.
+/// continuous, until `stop` is cancelled) and releases `ready` once the first full
+/// set of routes is in place.
 pub async fn start(
     config: &DiscoveryConfig,
     table: Arc<RouteTable>,
     ready: Readiness,
     metrics: Arc<Metrics>,
+    stop: CancellationToken,
 ) -> Result<(), DiscoveryError> {
     match config {
         DiscoveryConfig::Static(routes) => {
@@ -32,7 +36,7 @@ pub async fn start(
             Ok(())
         }
         DiscoveryConfig::Kubernetes(k8s) => {
-            kubernetes::start(k8s, k8s.kubeconfig.as_deref(), table, ready, metrics).await
+            kubernetes::start(k8s, k8s.kubeconfig.as_deref(), table, ready, metrics, stop).await
         }
     }
 }
