@@ -22,24 +22,10 @@ use upstream::{
     WsUpstream, STEP,
 };
 
-const WF: &str = "3f2a9c1e-1b2c-4d5e-8f90-123456789abc";
-const OWNER: &str = "alice";
-const COOKIE: &str = "dask_dashboard_token";
-
-async fn start(toml: GatewayToml) -> TestGateway {
-    TestGateway::start_toml(&toml.build()).await
-}
-
-async fn one_route(upstream: &str) -> TestGateway {
-    start(GatewayToml::new().route(WF, upstream, OWNER)).await
-}
+use upstream::fixture::{bearer, one_route, start, COOKIE, OWNER, WF};
 
 fn ws_path(path: &str) -> String {
     format!("/dashboard/{WF}{path}")
-}
-
-fn bearer(gw: &TestGateway) -> String {
-    format!("Bearer {}", gw.token(OWNER))
 }
 
 /// Opens a WebSocket through `gw` to `path` with a valid bearer token and the

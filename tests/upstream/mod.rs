@@ -5,6 +5,8 @@
 //! gateway configuration builder.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fixture;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
