@@ -1,7 +1,9 @@
 //! `ProxyError`: every way a request can fail, and the one place where a failure
 //! becomes an HTTP response (status, JSON or HTML page, headers).
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_VERSION, WWW_AUTHENTICATE,
+};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::auth::AuthError;
@@ -44,6 +46,9 @@ pub enum ProxyError {
     /// The request is malformed (bad WebSocket handshake and the like).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A WebSocket handshake of a protocol version other than 13 (RFC 6455 §4.4).
+    #[error("unsupported websocket version")]
+    WebSocketVersion,
     /// The request head is larger than `upstream.max_header_bytes`.
     #[error("request header fields too large")]
     HeaderTooLarge,
@@ -94,6 +99,7 @@ impl ProxyError {
             }
             ProxyError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::WebSocketVersion => StatusCode::UPGRADE_REQUIRED,
             ProxyError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::UpstreamConnect | ProxyError::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -115,6 +121,7 @@ impl ProxyError {
             ProxyError::ClusterStarting => "cluster_starting",
             ProxyError::OriginRejected => "origin_rejected",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::WebSocketVersion => "websocket_version",
             ProxyError::HeaderTooLarge => "header_too_large",
             ProxyError::UpstreamConnect => "upstream_connect",
             ProxyError::UpstreamTimeout => "upstream_timeout",
@@ -136,6 +143,7 @@ impl ProxyError {
             ProxyError::ClusterStarting => "The Dask cluster is starting",
             ProxyError::OriginRejected => "Cross-site request refused",
             ProxyError::BadRequest(_) => "Bad request",
+            ProxyError::WebSocketVersion => "Unsupported WebSocket version",
             ProxyError::HeaderTooLarge => "Request headers too large",
             ProxyError::UpstreamConnect => "Dask scheduler unreachable",
             ProxyError::UpstreamTimeout => "Dask scheduler too slow",
@@ -178,6 +186,9 @@ impl ProxyError {
                 "A page on another site tried to open this dashboard's live connection.".into()
             }
             ProxyError::BadRequest(why) => format!("The request was malformed: {}.", escape(why)),
+            ProxyError::WebSocketVersion => {
+                "This dashboard's live connection needs WebSocket version 13.".into()
+            }
             ProxyError::HeaderTooLarge => "The request's headers (often its cookies) are too \
                 large. Clearing this site's cookies usually helps."
                 .into(),
@@ -218,6 +229,10 @@ impl ProxyError {
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
         ) {
             headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        if status == StatusCode::UPGRADE_REQUIRED {
+            // RFC 6455 §4.4: the versions the server speaks.
+            headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         }
         if status == StatusCode::UNAUTHORIZED {
             let challenge = match self {
@@ -291,5 +306,13 @@ mod tests {
         assert_eq!(ProxyError::HeaderTooLarge.status(), 431);
         assert_eq!(ProxyError::UpstreamConnect.status(), 502);
         assert_eq!(ProxyError::UpstreamTimeout.status(), 504);
+        assert_eq!(ProxyError::WebSocketVersion.status(), 426);
+    }
+
+    #[test]
+    fn version_refusal_names_the_supported_version() {
+        let r = ProxyError::WebSocketVersion.into_response(&ErrorContext::default());
+        assert_eq!(r.status(), 426);
+        assert_eq!(r.headers()[SEC_WEBSOCKET_VERSION], "13");
     }
 }

@@ -89,6 +89,8 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     /// A WebSocket with no message either way for this long is closed.
     pub ws_idle_timeout: Duration,
+    /// A WebSocket peer that takes no data for this long is dropped.
+    pub ws_write_timeout: Duration,
     /// Largest WebSocket message relayed (close 1009 beyond).
     pub max_ws_message: usize,
     /// Largest request head accepted (431 beyond).

@@ -68,6 +68,8 @@ struct RawUpstream {
     response_timeout: Duration,
     #[serde(deserialize_with = "units::duration")]
     ws_idle_timeout: Duration,
+    #[serde(deserialize_with = "units::duration")]
+    ws_write_timeout: Duration,
     #[serde(deserialize_with = "units::size")]
     max_ws_message: u64,
     #[serde(deserialize_with = "units::size")]
@@ -83,6 +85,7 @@ impl Default for RawUpstream {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             ws_idle_timeout: Duration::from_secs(600),
+            ws_write_timeout: Duration::from_secs(30),
             max_ws_message: 32 << 20,
             max_header_bytes: 64 << 10,
             pool_idle_timeout: Duration::from_secs(90),
@@ -241,6 +244,7 @@ impl RawUpstream {
             connect_timeout: positive("upstream.connect_timeout", self.connect_timeout)?,
             response_timeout: positive("upstream.response_timeout", self.response_timeout)?,
             ws_idle_timeout: positive("upstream.ws_idle_timeout", self.ws_idle_timeout)?,
+            ws_write_timeout: positive("upstream.ws_write_timeout", self.ws_write_timeout)?,
             max_ws_message,
             max_header_bytes,
             pool_idle_timeout: positive("upstream.pool_idle_timeout", self.pool_idle_timeout)?,

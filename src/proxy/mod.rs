@@ -1,10 +1,13 @@
 //! The request path: parse the URL, authenticate, look up the route, authorize,
 //! then forward HTTP or WebSocket. Errors become responses in `error.rs` only.
 
+mod frame;
 pub mod headers;
 mod http;
 pub mod path;
+mod pump;
 mod relay;
+mod upstream_socket;
 mod ws;
 
 use std::net::{IpAddr, SocketAddr};

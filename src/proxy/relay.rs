@@ -1,30 +1,45 @@
-//! The WebSocket message pump between a client and a scheduler, generic over any
-//! `Sink + Stream` of tungstenite messages so it can be tested without sockets.
+//! The WebSocket relay between a client and a scheduler, generic over any pair of
+//! byte streams so it can be tested over in-memory pipes.
 //!
-//! Every message kind is relayed as it comes (text, binary, ping, pong, close with
-//! its code and reason). When one side ends, the other is closed with a code that
-//! says why: 1001 going away, 1008 credential expired or revoked, 1009 too large,
-//! 1011 upstream lost.
+//! Frames pass byte for byte, each direction in its own [`Pump`]; the client's masks
+//! stay as the browser chose them (the relay is the scheduler's only peer, so there is
+//! no intermediary between them for masking to protect). The control path — credential
+//! expiry, revocation, idle and write timeouts, shutdown — is polled beside the pumps
+//! and never waits on a peer: a pump that cannot write returns `Pending` instead of
+//! holding the relay.
+//!
+//! When the relay ends a connection itself it sends a close frame with a code that
+//! says why (1001 going away, 1002 protocol error, 1008 credential expired or revoked,
+//! 1009 too large, 1011 scheduler lost or not reading), waits for the reply at most
+//! [`CLOSE_WAIT`], and drops the TCP connection. A close is only sent where the stream
+//! toward that peer stands at a frame boundary; otherwise, and toward a peer that
+//! stopped reading, the connection is dropped.
 
+use std::future::poll_fn;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_tungstenite::tungstenite::error::Error as WsError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-/// How long the closing side waits for the other side's close reply.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
+use super::frame::{close_frame, Scanner, Sender, Stop};
+use super::pump::{Outbox, Pump, PumpEnd};
+
+/// How long a close handshake the relay starts may take before the TCP connection is
+/// dropped.
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// Limits that can end a relay.
 #[derive(Debug, Clone)]
 pub struct RelayLimits {
     /// No message either way for this long closes both sides (1001).
     pub idle: Duration,
+    /// A peer that takes no data for this long is dropped; the other side is closed.
+    pub write_timeout: Duration,
+    /// Largest message relayed either way (1009 beyond).
+    pub max_message: usize,
     /// The caller's credential expires at this instant (client closed with 1008).
     pub deadline: Option<Instant>,
     /// Gateway shutdown (both sides closed with 1001).
@@ -73,8 +88,14 @@ pub enum RelayEnd {
     ClientLost,
     /// The scheduler's connection broke without a close frame.
     UpstreamLost,
+    /// The client took no data for the write timeout.
+    ClientStalled,
+    /// The scheduler took no data for the write timeout.
+    UpstreamStalled,
     /// A message exceeded the size limit.
     TooLarge,
+    /// A peer broke the framing rules.
+    ProtocolError,
     /// No traffic for the idle timeout.
     Idle,
     /// The credential expired.
@@ -85,271 +106,344 @@ pub enum RelayEnd {
     Shutdown,
 }
 
-fn close(code: CloseCode, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }))
+/// A close the relay sends: code and reason.
+type Close = (u16, &'static str);
+
+const AWAY: u16 = 1001;
+const PROTOCOL: u16 = 1002;
+const POLICY: u16 = 1008;
+const TOO_LARGE: u16 = 1009;
+const ERROR: u16 = 1011;
+
+/// How the relay winds down.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// A peer's close frame was forwarded; the other peer's reply is forwarded too.
+    Forwarded { from_client: bool },
+    /// The relay closes each side with its frame, or drops it at once (`None`).
+    Close {
+        client: Option<Close>,
+        upstream: Option<Close>,
+        end: RelayEnd,
+    },
 }
 
-/// Sends a close frame and waits (bounded) for the peer to finish the handshake.
-async fn close_side<S>(side: &mut S, frame: Message)
+impl Ending {
+    fn both(close: Close, end: RelayEnd) -> Ending {
+        Ending::Close {
+            client: Some(close),
+            upstream: Some(close),
+            end,
+        }
+    }
+
+    fn client_gone(end: RelayEnd) -> Ending {
+        Ending::Close {
+            client: None,
+            upstream: Some((AWAY, "client went away")),
+            end,
+        }
+    }
+
+    fn upstream_gone(reason: &'static str, end: RelayEnd) -> Ending {
+        Ending::Close {
+            client: Some((ERROR, reason)),
+            upstream: None,
+            end,
+        }
+    }
+
+    /// The client's pump (client → scheduler) ended.
+    fn from_client_pump(end: PumpEnd) -> Ending {
+        match end {
+            PumpEnd::Stopped(Stop::Close) => Ending::Forwarded { from_client: true },
+            PumpEnd::Stopped(Stop::TooLarge) => {
+                Ending::both((TOO_LARGE, "message too large"), RelayEnd::TooLarge)
+            }
+            PumpEnd::Stopped(Stop::Protocol(reason)) => Ending::Close {
+                client: Some((PROTOCOL, reason)),
+                upstream: Some((AWAY, "client protocol error")),
+                end: RelayEnd::ProtocolError,
+            },
+            PumpEnd::SourceLost => Ending::client_gone(RelayEnd::ClientLost),
+            PumpEnd::DestinationLost => {
+                Ending::upstream_gone("dask scheduler connection lost", RelayEnd::UpstreamLost)
+            }
+        }
+    }
+
+    /// The scheduler's pump (scheduler → client) ended.
+    fn from_upstream_pump(end: PumpEnd) -> Ending {
+        match end {
+            PumpEnd::Stopped(Stop::Close) => Ending::Forwarded { from_client: false },
+            PumpEnd::Stopped(Stop::TooLarge) => {
+                Ending::both((TOO_LARGE, "message too large"), RelayEnd::TooLarge)
+            }
+            PumpEnd::Stopped(Stop::Protocol(reason)) => Ending::Close {
+                client: Some((ERROR, "dask scheduler protocol error")),
+                upstream: Some((PROTOCOL, reason)),
+                end: RelayEnd::ProtocolError,
+            },
+            PumpEnd::SourceLost => {
+                Ending::upstream_gone("dask scheduler connection lost", RelayEnd::UpstreamLost)
+            }
+            PumpEnd::DestinationLost => Ending::client_gone(RelayEnd::ClientLost),
+        }
+    }
+}
+
+/// What one poll of both pumps brought.
+enum Step {
+    /// A pump ended.
+    Ended(Ending),
+    /// A destination just stopped taking data: the watchdog must look sooner.
+    Stalled,
+}
+
+/// Both peers and both directions.
+struct Duplex<C, U> {
+    client: C,
+    upstream: U,
+    /// Client → scheduler.
+    up: Pump,
+    /// Scheduler → client.
+    down: Pump,
+    last_read: Instant,
+}
+
+impl<C, U> Duplex<C, U>
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
-    if side.send(frame).await.is_err() {
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let was_stalled = self.stalled();
+        let up = self.up.poll_forward(
+            cx,
+            &mut self.client,
+            &mut self.upstream,
+            &mut self.last_read,
+        );
+        if let Poll::Ready(end) = up {
+            return Poll::Ready(Step::Ended(Ending::from_client_pump(end)));
+        }
+        let down = self.down.poll_forward(
+            cx,
+            &mut self.upstream,
+            &mut self.client,
+            &mut self.last_read,
+        );
+        if let Poll::Ready(end) = down {
+            return Poll::Ready(Step::Ended(Ending::from_upstream_pump(end)));
+        }
+        let now_stalled = self.stalled();
+        if (now_stalled.0 && !was_stalled.0) || (now_stalled.1 && !was_stalled.1) {
+            return Poll::Ready(Step::Stalled);
+        }
+        Poll::Pending
+    }
+
+    /// Whether the scheduler, and the client, refuse data.
+    fn stalled(&self) -> (bool, bool) {
+        (
+            self.up.out.stalled_since.is_some(),
+            self.down.out.stalled_since.is_some(),
+        )
+    }
+
+    /// When the watchdog must next look: idle, or a stalled peer's write timeout.
+    fn next_check(&self, limits: &RelayLimits) -> Instant {
+        [
+            Some(self.last_read + limits.idle),
+            self.up.out.stalled_since.map(|t| t + limits.write_timeout),
+            self.down
+                .out
+                .stalled_since
+                .map(|t| t + limits.write_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| Instant::now() + limits.idle)
+    }
+
+    /// The watchdog's verdict at `now`.
+    fn check(&self, limits: &RelayLimits, now: Instant) -> Option<Ending> {
+        let overdue =
+            |since: Option<Instant>| since.is_some_and(|t| now >= t + limits.write_timeout);
+        if overdue(self.down.out.stalled_since) {
+            return Some(Ending::Close {
+                client: None,
+                upstream: Some((AWAY, "client not reading")),
+                end: RelayEnd::ClientStalled,
+            });
+        }
+        if overdue(self.up.out.stalled_since) {
+            return Some(Ending::Close {
+                client: Some((ERROR, "dask scheduler not reading")),
+                upstream: None,
+                end: RelayEnd::UpstreamStalled,
+            });
+        }
+        (now >= self.last_read + limits.idle)
+            .then(|| Ending::both((AWAY, "idle timeout"), RelayEnd::Idle))
+    }
+
+    /// Ends the relay as `ending` says, within [`CLOSE_WAIT`], then drops both peers.
+    async fn finish(mut self, ending: Ending) -> RelayEnd {
+        let end = match ending {
+            Ending::Forwarded { from_client } => {
+                let Duplex {
+                    client,
+                    upstream,
+                    up,
+                    down,
+                    last_read,
+                } = &mut self;
+                // The reply travels the other way; nothing else is read.
+                let _ = timeout(
+                    CLOSE_WAIT,
+                    poll_fn(|cx| match from_client {
+                        true => down.poll_forward(cx, upstream, client, last_read),
+                        false => up.poll_forward(cx, client, upstream, last_read),
+                    }),
+                )
+                .await;
+                match from_client {
+                    true => RelayEnd::ClientClosed,
+                    false => RelayEnd::UpstreamClosed,
+                }
+            }
+            Ending::Close {
+                client: to_client,
+                upstream: to_upstream,
+                end,
+            } => {
+                let Duplex {
+                    client,
+                    upstream,
+                    up,
+                    down,
+                    ..
+                } = &mut self;
+                let client_frame = to_client
+                    .filter(|_| down.scanner.at_frame_boundary())
+                    .map(|(code, reason)| close_frame(Sender::Server, code, reason));
+                let upstream_frame = to_upstream
+                    .filter(|_| up.scanner.at_frame_boundary())
+                    .map(|(code, reason)| close_frame(Sender::Client, code, reason));
+                let _ = timeout(
+                    CLOSE_WAIT,
+                    futures_util::future::join(
+                        close_peer(client, &mut down.out, &mut up.scanner, client_frame),
+                        close_peer(upstream, &mut up.out, &mut down.scanner, upstream_frame),
+                    ),
+                )
+                .await;
+                end
+            }
+        };
+        // FIN toward both (a no-op wait for plain TCP; TLS sends its close_notify).
+        let _ = timeout(
+            Duration::from_secs(1),
+            futures_util::future::join(self.client.shutdown(), self.upstream.shutdown()),
+        )
+        .await;
+        end
+    }
+}
+
+/// Sends `frame` to `peer` after what it is owed, then reads (and drops) what it sends
+/// until its close reply or EOF. Without a frame, nothing is done: the caller drops the
+/// connection.
+async fn close_peer<P>(
+    peer: &mut P,
+    out: &mut Outbox,
+    replies: &mut Scanner,
+    frame: Option<Vec<u8>>,
+) where
+    P: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(frame) = frame else { return };
+    out.push_own(&frame);
+    if poll_fn(|cx| out.poll_drain(cx, peer)).await.is_err() {
         return;
     }
-    let _ = timeout(CLOSE_WAIT, async {
-        while let Some(Ok(m)) = side.next().await {
-            if m.is_close() {
-                break;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match peer.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if replies.scan(&buf[..n]).stop.is_some() {
+                    return;
+                }
             }
         }
-    })
-    .await;
-}
-
-/// Sends `to_upstream` to the scheduler without waiting for its reply, then closes
-/// the client with `to_client` (waiting, bounded, for its reply).
-async fn end_both<C, U>(client: &mut C, upstream: &mut U, to_client: Message, to_upstream: Message)
-where
-    C: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-    U: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-{
-    let _ = upstream.send(to_upstream).await;
-    close_side(client, to_client).await;
-}
-
-/// One end of the relay.
-#[derive(Debug, Clone, Copy)]
-enum Side {
-    Client,
-    Upstream,
-}
-
-impl Side {
-    fn other(self) -> Side {
-        match self {
-            Side::Client => Side::Upstream,
-            Side::Upstream => Side::Client,
-        }
-    }
-
-    fn closed(self) -> RelayEnd {
-        match self {
-            Side::Client => RelayEnd::ClientClosed,
-            Side::Upstream => RelayEnd::UpstreamClosed,
-        }
-    }
-
-    fn lost(self) -> RelayEnd {
-        match self {
-            Side::Client => RelayEnd::ClientLost,
-            Side::Upstream => RelayEnd::UpstreamLost,
-        }
-    }
-
-    /// The close frame telling the other side that this one was lost.
-    fn lost_frame(self) -> Message {
-        match self {
-            Side::Client => close(CloseCode::Away, "client went away"),
-            Side::Upstream => close(CloseCode::Error, "dask scheduler connection lost"),
-        }
     }
 }
 
-/// Handles one item read from `side` (`from`), relaying it to `to`; returns why the
-/// relay ends, if it does.
-async fn pass<A, B>(
-    msg: Option<Result<Message, WsError>>,
-    from: &mut A,
-    to: &mut B,
-    side: Side,
-) -> Option<RelayEnd>
-where
-    A: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-    B: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-{
-    match msg {
-        Some(Ok(Message::Close(frame))) => {
-            // Completes the sender's close handshake (tungstenite queued the reply).
-            let _ = from.flush().await;
-            close_side(to, Message::Close(frame)).await;
-            Some(side.closed())
-        }
-        Some(Ok(m)) => {
-            if to.send(m).await.is_err() {
-                close_side(from, side.other().lost_frame()).await;
-                return Some(side.other().lost());
-            }
-            None
-        }
-        Some(Err(WsError::Capacity(_))) => {
-            let frame = close(CloseCode::Size, "message too large");
-            let _ = from.send(frame.clone()).await;
-            close_side(to, frame).await;
-            Some(RelayEnd::TooLarge)
-        }
-        Some(Err(_)) | None => {
-            close_side(to, side.lost_frame()).await;
-            Some(side.lost())
-        }
-    }
-}
-
-/// Relays messages until one side ends; returns why.
+/// Relays frames until one side ends; returns why.
 pub async fn relay<C, U>(client: C, upstream: U, limits: RelayLimits) -> RelayEnd
 where
-    C: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-    U: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
     relay_checked(client, upstream, limits, None).await
 }
 
 /// [`relay`], plus an optional periodic [`Recheck`] of the client's access.
 pub async fn relay_checked<C, U>(
-    mut client: C,
-    mut upstream: U,
+    client: C,
+    upstream: U,
     limits: RelayLimits,
     recheck: Option<Recheck>,
 ) -> RelayEnd
 where
-    C: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-    U: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut duplex = Duplex {
+        client,
+        upstream,
+        up: Pump::new(Scanner::new(Sender::Client, limits.max_message)),
+        down: Pump::new(Scanner::new(Sender::Server, limits.max_message)),
+        last_read: Instant::now(),
+    };
     let revoked = revoked(recheck);
     tokio::pin!(revoked);
     let far_future = Instant::now() + Duration::from_secs(86400 * 365);
     let deadline = sleep_until(limits.deadline.unwrap_or(far_future));
     tokio::pin!(deadline);
-    let idle = sleep_until(Instant::now() + limits.idle);
-    tokio::pin!(idle);
-    loop {
+    let watchdog = sleep_until(duplex.next_check(&limits));
+    tokio::pin!(watchdog);
+    let ending = loop {
         tokio::select! {
-            msg = client.next() => {
-                if let Some(end) = pass(msg, &mut client, &mut upstream, Side::Client).await {
-                    return end;
-                }
-            }
-            msg = upstream.next() => {
-                if let Some(end) = pass(msg, &mut upstream, &mut client, Side::Upstream).await {
-                    return end;
-                }
-            }
-            () = &mut idle => {
-                let frame = close(CloseCode::Away, "idle timeout");
-                end_both(&mut client, &mut upstream, frame.clone(), frame).await;
-                return RelayEnd::Idle;
-            }
-            () = &mut deadline => {
-                let to_client = close(CloseCode::Policy, "credential expired");
-                let to_upstream = close(CloseCode::Away, "client credential expired");
-                end_both(&mut client, &mut upstream, to_client, to_upstream).await;
-                return RelayEnd::Expired;
-            }
-            () = &mut revoked => {
-                let to_client = close(CloseCode::Policy, "access revoked");
-                let to_upstream = close(CloseCode::Away, "client access revoked");
-                end_both(&mut client, &mut upstream, to_client, to_upstream).await;
-                return RelayEnd::Revoked;
-            }
+            step = poll_fn(|cx| duplex.poll_step(cx)) => match step {
+                Step::Ended(ending) => break ending,
+                Step::Stalled => watchdog.as_mut().reset(duplex.next_check(&limits)),
+            },
+            () = &mut watchdog => match duplex.check(&limits, Instant::now()) {
+                Some(ending) => break ending,
+                None => watchdog.as_mut().reset(duplex.next_check(&limits)),
+            },
+            () = &mut deadline => break Ending::Close {
+                client: Some((POLICY, "credential expired")),
+                upstream: Some((AWAY, "client credential expired")),
+                end: RelayEnd::Expired,
+            },
+            () = &mut revoked => break Ending::Close {
+                client: Some((POLICY, "access revoked")),
+                upstream: Some((AWAY, "client access revoked")),
+                end: RelayEnd::Revoked,
+            },
             () = limits.shutdown.cancelled() => {
-                let frame = close(CloseCode::Away, "gateway shutting down");
-                end_both(&mut client, &mut upstream, frame.clone(), frame).await;
-                return RelayEnd::Shutdown;
+                break Ending::both((AWAY, "gateway shutting down"), RelayEnd::Shutdown)
             }
         }
-        idle.as_mut().reset(Instant::now() + limits.idle);
-    }
+    };
+    duplex.finish(ending).await
 }
 
 #[cfg(test)]
 #[path = "relay_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-mod recheck_tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use futures_util::FutureExt;
-    use tokio::io::DuplexStream;
-    use tokio::time::timeout;
-    use tokio_tungstenite::tungstenite::protocol::Role;
-    use tokio_tungstenite::WebSocketStream;
-    use tokio_util::sync::CancellationToken;
-
-    use super::*;
-
-    type Ws = WebSocketStream<DuplexStream>;
-    const T: Duration = Duration::from_secs(5);
-
-    async fn pair() -> (Ws, Ws) {
-        let (a, b) = tokio::io::duplex(1 << 16);
-        (
-            WebSocketStream::from_raw_socket(a, Role::Client, None).await,
-            WebSocketStream::from_raw_socket(b, Role::Server, None).await,
-        )
-    }
-
-    fn limits() -> RelayLimits {
-        RelayLimits {
-            idle: Duration::from_secs(60),
-            deadline: None,
-            shutdown: CancellationToken::new(),
-        }
-    }
-
-    /// A recheck that answers `true` `allowed` times, then `false`, counting calls.
-    fn recheck(allowed: usize, calls: Arc<AtomicUsize>) -> Recheck {
-        Recheck {
-            every: Duration::from_millis(50),
-            check: Box::new(move || {
-                let n = calls.fetch_add(1, Ordering::SeqCst);
-                async move { n < allowed }.boxed()
-            }),
-        }
-    }
-
-    async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
-        loop {
-            match timeout(T, ws.next()).await {
-                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code),
-                Ok(Some(Ok(_))) => continue,
-                _ => return None,
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn a_failed_recheck_closes_with_1008_and_traffic_flows_before() {
-        let (mut browser, gw_client) = pair().await;
-        let (gw_upstream, mut scheduler) = pair().await;
-        let calls = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(relay_checked(
-            gw_client,
-            gw_upstream,
-            limits(),
-            Some(recheck(3, Arc::clone(&calls))),
-        ));
-        browser.send(Message::text("hi")).await.expect("send");
-        let got = timeout(T, scheduler.next()).await.ok().flatten();
-        assert!(matches!(got, Some(Ok(Message::Text(_)))));
-        let (b, s) = tokio::join!(close_code(&mut browser), close_code(&mut scheduler));
-        assert_eq!((b, s), (Some(CloseCode::Policy), Some(CloseCode::Away)));
-        tokio::spawn(async move { while let Some(Ok(_)) = browser.next().await {} });
-        assert_eq!(
-            timeout(T, task).await.ok().and_then(Result::ok),
-            Some(RelayEnd::Revoked)
-        );
-        assert_eq!(calls.load(Ordering::SeqCst), 4);
-    }
-
-    #[tokio::test]
-    async fn no_recheck_never_revokes() {
-        let mut never = std::pin::pin!(revoked(None));
-        let waited = timeout(Duration::from_millis(100), &mut never).await;
-        assert!(waited.is_err());
-    }
-}
