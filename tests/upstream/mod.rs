@@ -7,6 +7,7 @@
 
 pub mod fixture;
 pub mod load;
+pub mod raw_ws;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -815,6 +816,16 @@ impl RawResponse {
             .filter(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
             .collect()
+    }
+
+    /// Status, headers and the body as (lossy) text, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {:?} body: {}",
+            self.status,
+            self.headers,
+            String::from_utf8_lossy(&self.body)
+        )
     }
 }
 
