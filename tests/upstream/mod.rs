@@ -6,6 +6,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fixture;
+pub mod load;
+pub mod raw_ws;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -464,7 +466,11 @@ impl Handshake {
 /// - `cmd:close:<code>:<reason>`: close with that code and reason;
 /// - `cmd:drop`: drop the TCP connection without a close frame;
 /// - `cmd:ping:<payload>`: send a ping;
-/// - `cmd:big:<n>`: send a binary message of `n` bytes.
+/// - `cmd:big:<n>`: send a binary message of `n` bytes;
+/// - `cmd:flood:<n>`: send binary messages of `n` bytes until a send fails, still
+///   reading (see [`load::flood`], [`WsUpstream::flooded_bytes`]);
+/// - `cmd:stall`: stop reading for good, keeping the connection open until the
+///   gateway drops it (see [`load::stall`], [`WsUpstream::stalled`]).
 ///
 /// A handshake whose path ends with `/refuse` is refused with `404`.
 pub struct WsUpstream {
@@ -473,7 +479,25 @@ pub struct WsUpstream {
     handshakes: Arc<Mutex<Vec<Handshake>>>,
     events: Arc<Mutex<Vec<Message>>>,
     connections: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    load: Arc<load::LoadCounters>,
     task: JoinHandle<()>,
+}
+
+/// Counts one open connection until dropped.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl OpenGuard {
+    fn new(open: &Arc<AtomicUsize>) -> OpenGuard {
+        open.fetch_add(1, Ordering::SeqCst);
+        OpenGuard(Arc::clone(open))
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl WsUpstream {
@@ -486,17 +510,27 @@ impl WsUpstream {
         let handshakes = Arc::new(Mutex::new(Vec::new()));
         let events = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let load = Arc::new(load::LoadCounters::default());
         let shared = (
             Arc::clone(&handshakes),
             Arc::clone(&events),
             Arc::clone(&connections),
+            Arc::clone(&open),
+            Arc::clone(&load),
         );
         let task = tokio::spawn(async move {
-            let (handshakes, events, connections) = shared;
+            let (handshakes, events, connections, open, load) = shared;
             while let Ok((stream, _)) = listener.accept().await {
                 connections.fetch_add(1, Ordering::SeqCst);
-                let (handshakes, events) = (Arc::clone(&handshakes), Arc::clone(&events));
+                let guard = OpenGuard::new(&open);
+                let (handshakes, events, load) = (
+                    Arc::clone(&handshakes),
+                    Arc::clone(&events),
+                    Arc::clone(&load),
+                );
                 tokio::spawn(async move {
+                    let _guard = guard;
                     // The error type is tungstenite's `Callback` API.
                     #[allow(clippy::result_large_err)]
                     let callback = move |req: &WsRequest, mut resp: WsResponse| {
@@ -536,7 +570,7 @@ impl WsUpstream {
                     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                         return;
                     };
-                    serve_ws(ws, events).await;
+                    serve_ws(ws, &events, &load).await;
                 });
             }
         });
@@ -545,6 +579,8 @@ impl WsUpstream {
             handshakes,
             events,
             connections,
+            open,
+            load,
             task,
         }
     }
@@ -576,6 +612,46 @@ impl WsUpstream {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// Connections still open: accepted, and neither side has ended them.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of `cmd:flood` messages sent so far, over all connections.
+    pub fn flooded_bytes(&self) -> usize {
+        self.load.flooded.load(Ordering::SeqCst)
+    }
+
+    /// Connections that stopped reading (`cmd:stall`) so far.
+    pub fn stalled(&self) -> usize {
+        self.load.stalled.load(Ordering::SeqCst)
+    }
+
+    /// The codes of the close frames received so far (`None`: a close without one).
+    pub fn close_codes(&self) -> Vec<Option<u16>> {
+        self.events()
+            .iter()
+            .filter_map(|m| match m {
+                Message::Close(frame) => Some(close_code(frame)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until no connection is open; panics naming `what` when one still is at
+    /// `deadline`.
+    pub async fn wait_released(&self, what: &str, deadline: Instant) {
+        while self.open_connections() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the upstream connection was still open (close frames it \
+                 received: {:?})",
+                self.close_codes()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits (at most [`STEP`]) for a received message matching `pred` and returns it.
     pub async fn wait_event(&self, what: &str, pred: impl Fn(&Message) -> bool) -> Message {
         let deadline = Instant::now() + STEP;
@@ -599,13 +675,19 @@ impl Drop for WsUpstream {
     }
 }
 
-async fn serve_ws(mut ws: WebSocketStream<TcpStream>, events: Arc<Mutex<Vec<Message>>>) {
+async fn serve_ws(
+    mut ws: WebSocketStream<TcpStream>,
+    events: &Mutex<Vec<Message>>,
+    load: &load::LoadCounters,
+) {
     while let Some(Ok(message)) = ws.next().await {
         events.lock().expect("events lock").push(message.clone());
         let reply = match message {
             Message::Text(text) => match text.as_str().strip_prefix("cmd:") {
                 Some(cmd) => match ws_command(cmd) {
                     Command::Drop => return,
+                    Command::Flood(size) => return load::flood(ws, size, load, events).await,
+                    Command::Stall => return load::stall(ws, load).await,
                     Command::Send(m) => m,
                 },
                 None => Message::Text(text),
@@ -622,6 +704,8 @@ async fn serve_ws(mut ws: WebSocketStream<TcpStream>, events: Arc<Mutex<Vec<Mess
 
 enum Command {
     Drop,
+    Flood(usize),
+    Stall,
     Send(Message),
 }
 
@@ -629,6 +713,8 @@ fn ws_command(cmd: &str) -> Command {
     let mut parts = cmd.splitn(3, ':');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("drop"), _, _) => Command::Drop,
+        (Some("flood"), Some(n), _) => Command::Flood(n.parse().expect("flood message size")),
+        (Some("stall"), _, _) => Command::Stall,
         (Some("close"), Some(code), reason) => Command::Send(Message::Close(Some(CloseFrame {
             code: CloseCode::from(code.parse::<u16>().expect("close code")),
             reason: reason.unwrap_or_default().to_owned().into(),
@@ -730,6 +816,16 @@ impl RawResponse {
             .filter(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
             .collect()
+    }
+
+    /// Status, headers and the body as (lossy) text, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {:?} body: {}",
+            self.status,
+            self.headers,
+            String::from_utf8_lossy(&self.body)
+        )
     }
 }
 
