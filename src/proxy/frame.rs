@@ -67,6 +67,8 @@ pub(crate) struct Scanner {
     message_len: u64,
     /// Set once a stop was reported: nothing after it is scanned.
     stopped: Option<Scan>,
+    /// Payload length and `FIN` of a frame refused as too large.
+    refused: Option<(u64, bool)>,
 }
 
 impl Scanner {
@@ -84,7 +86,22 @@ impl Scanner {
             in_message: false,
             message_len: 0,
             stopped: None,
+            refused: None,
         }
+    }
+
+    /// After a [`Stop::TooLarge`], scans on past the refused frame (with no limit), so
+    /// that the peer's reply to the relay's close can be found in the bytes after those
+    /// last scanned. Other stops leave the scanner stopped: the stream cannot be
+    /// followed past them.
+    pub(crate) fn skip_refused_frame(&mut self) {
+        let Some((len, fin)) = self.refused.take() else {
+            return;
+        };
+        self.stopped = None;
+        self.remaining = len;
+        self.in_message = !fin;
+        self.max_message = u64::MAX;
     }
 
     /// Whether every byte cleared so far ends a whole frame, so that a frame of the
@@ -123,6 +140,13 @@ impl Scanner {
             }
             self.header_len = 0;
             if let Err(stop) = self.begin_frame() {
+                // The caller drops what follows in `bytes`; a refused frame can be
+                // skipped later only if that was all its own payload.
+                let dropped = (bytes.len() - i) as u64;
+                self.refused = self
+                    .refused
+                    .filter(|(len, _)| dropped <= *len)
+                    .map(|(len, fin)| (len - dropped, fin));
                 self.pos = header_start;
                 let done = Scan {
                     clear: header_start,
@@ -220,6 +244,7 @@ impl Scanner {
             _ => return Err(Stop::Protocol("reserved opcode")),
         }
         if self.message_len > self.max_message {
+            self.refused = Some((len, fin));
             return Err(Stop::TooLarge);
         }
         self.in_message = !fin;

@@ -219,3 +219,31 @@ fn close_frames_are_encoded_for_each_direction() {
     let long = close_frame(Sender::Server, 1000, &"x".repeat(300));
     assert_eq!(long.len(), 2 + 125);
 }
+
+#[test]
+fn a_refused_frame_can_be_skipped_to_find_the_close_after_it() {
+    let big = frame(true, 0x2, true, 5000);
+    let close = client(0x8, 2);
+    let mut s = Scanner::new(Sender::Client, 1024);
+    // The read that brought the refused header and 100 bytes of its payload.
+    let scan = s.scan(&big[..106]);
+    assert_eq!(
+        scan,
+        Scan {
+            clear: 0,
+            stop: Some(Stop::TooLarge)
+        }
+    );
+    s.skip_refused_frame();
+    let rest = [&big[106..], &close[..]].concat();
+    assert_eq!(scan_in_steps(&mut s, &rest, 999).stop, Some(Stop::Close));
+
+    // A protocol stop cannot be followed further.
+    let mut bad = Scanner::new(Sender::Client, 1024);
+    assert!(matches!(
+        bad.scan(&frame(true, 0x1, false, 1)).stop,
+        Some(Stop::Protocol(_))
+    ));
+    bad.skip_refused_frame();
+    assert!(matches!(bad.scan(&close).stop, Some(Stop::Protocol(_))));
+}

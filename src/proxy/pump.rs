@@ -237,3 +237,71 @@ impl Pump {
         Poll::Pending
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::super::frame::Sender;
+    use super::*;
+
+    /// One unmasked binary frame of `len` bytes (`len` < 65536).
+    fn frame(len: usize) -> Vec<u8> {
+        let mut f = vec![0x82, 126];
+        f.extend_from_slice(&u16::try_from(len).expect("short frame").to_be_bytes());
+        f.extend(std::iter::repeat_n(0x33, len));
+        f
+    }
+
+    /// Polls the pump once; it must not finish.
+    async fn poll_once<R, W>(pump: &mut Pump, src: &mut R, dst: &mut W)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut last_read = Instant::now();
+        let polled =
+            poll_fn(|cx| Poll::Ready(pump.poll_forward(cx, src, dst, &mut last_read))).await;
+        assert!(polled.is_pending(), "the pump ended: {polled:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_destination_holds_at_most_one_chunk_and_an_idle_pump_none() {
+        let (mut sender, mut src) = tokio::io::duplex(1 << 20);
+        let (mut dst, mut receiver) = tokio::io::duplex(4096);
+        let mut pump = Pump::new(Scanner::new(Sender::Server, 1 << 20));
+        let stream: Vec<u8> = (0..40).flat_map(|_| frame(10_000)).collect();
+        sender.write_all(&stream).await.expect("fill the source");
+        for _ in 0..20 {
+            poll_once(&mut pump, &mut src, &mut dst).await;
+            assert!(
+                pump.out.buf.len() <= READ_CHUNK + 14,
+                "{} bytes held",
+                pump.out.buf.len()
+            );
+        }
+        assert!(pump.out.stalled_since.is_some(), "the destination is full");
+
+        // A reader drains the destination; everything arrives in order and the pump
+        // ends up holding no buffer at all.
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; stream.len()];
+            receiver.read_exact(&mut got).await.expect("read all");
+            (got, stream)
+        });
+        let drained = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !reader.is_finished() {
+                poll_once(&mut pump, &mut src, &mut dst).await;
+                tokio::task::yield_now().await;
+            }
+        });
+        drained.await.expect("the destination was drained");
+        let (got, stream) = reader.await.expect("reader");
+        assert!(got == stream, "bytes changed on the way");
+        poll_once(&mut pump, &mut src, &mut dst).await;
+        assert_eq!(pump.out.buf.capacity(), 0);
+        assert!(pump.out.stalled_since.is_none());
+    }
+}

@@ -369,12 +369,16 @@ async fn close_peer<P>(
     if poll_fn(|cx| out.poll_drain(cx, peer)).await.is_err() {
         return;
     }
+    // Reading on (rather than closing with unread data, which resets the connection
+    // and can destroy the close frame in flight) until the reply, EOF, or the
+    // caller's deadline; past a framing error the bytes are only drained.
+    replies.skip_refused_frame();
     let mut buf = vec![0u8; 4096];
     loop {
         match peer.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if replies.scan(&buf[..n]).stop.is_some() {
+                if replies.scan(&buf[..n]).stop == Some(Stop::Close) {
                     return;
                 }
             }
