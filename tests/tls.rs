@@ -1,7 +1,10 @@
 //! TLS on the public listener: HTTP/1.1 and HTTP/2 by ALPN, and certificate reload
 //! (a new certificate for new connections, open connections undisturbed, a garbage
-//! file ignored).
+//! file ignored), and a WebSocket relayed over TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+mod upstream;
 
 use std::path::Path;
 use std::process::Command;
@@ -94,8 +97,16 @@ async fn status_line(stream: &mut TlsStream<TcpStream>) -> String {
     text.lines().next().unwrap_or_default().to_string()
 }
 
-async fn gateway(dir: &Path) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let toml = format!(
+/// A TLS gateway with one static route `tls-wf` owned by `alice` to `route`, if any.
+async fn gateway_to(
+    dir: &Path,
+    route: Option<&str>,
+) -> (
+    std::net::SocketAddr,
+    Config,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let mut toml = format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -111,15 +122,24 @@ kind = "static"
         dir.join("tls.crt").display(),
         dir.join("tls.key").display()
     );
-    let gw = Gateway::bind(Config::from_toml(&toml).unwrap())
-        .await
-        .unwrap();
+    if let Some(upstream) = route {
+        toml.push_str(&format!(
+            "[[discovery.static.routes]]\nworkflow = \"tls-wf\"\nupstream = \"{upstream}\"\nowner = \"alice\"\n"
+        ));
+    }
+    let config = Config::from_toml(&toml).unwrap();
+    let gw = Gateway::bind(config.clone()).await.unwrap();
     let addr = gw.public_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(gw.run(async move {
         let _ = rx.await;
     }));
-    (addr, tx)
+    (addr, config, tx)
+}
+
+async fn gateway(dir: &Path) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (addr, _, stop) = gateway_to(dir, None).await;
+    (addr, stop)
 }
 
 #[tokio::test]
@@ -180,4 +200,51 @@ async fn reloads_certificate_without_disturbing_open_connections() {
     assert_eq!(status_line(&mut open).await, "HTTP/1.1 404 Not Found");
     // A client that trusts only the old certificate is now refused.
     assert!(connect(addr, &[first], &[b"http/1.1"]).await.is_err());
+}
+
+#[tokio::test]
+async fn websocket_frames_pass_through_tls_both_ways() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let up = upstream::WsUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    make_cert(dir.path(), "ws");
+    let (addr, config, _stop) = gateway_to(dir.path(), Some(&up.url())).await;
+    let jwt = config.auth.jwt.as_ref().unwrap();
+    let token =
+        dask_dashboard_gateway::auth::jwt::mint(jwt, "alice", Duration::from_secs(600)).unwrap();
+    let tls = connect(addr, &[der(dir.path())], &[b"http/1.1"])
+        .await
+        .unwrap();
+    let mut request = format!("wss://127.0.0.1:{}/dashboard/tls-wf/status/ws", addr.port())
+        .into_client_request()
+        .unwrap();
+    let bearer = format!("Bearer {token}").parse().unwrap();
+    request.headers_mut().insert("authorization", bearer);
+    let (mut ws, response) = timeout(T, tokio_tungstenite::client_async(request, tls))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    // Small and large messages, several records' worth, both ways and in order.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    for message in [
+        Message::text("over tls"),
+        Message::binary(big.clone()),
+        Message::text("after"),
+    ] {
+        timeout(T, ws.send(message.clone())).await.unwrap().unwrap();
+        let echoed = loop {
+            match timeout(T, ws.next()).await.unwrap().unwrap().unwrap() {
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => break other,
+            }
+        };
+        assert_eq!(echoed, message);
+    }
+    timeout(T, ws.close(None)).await.unwrap().unwrap();
+    up.wait_event("the client's close", |m| matches!(m, Message::Close(_)))
+        .await;
 }
