@@ -48,6 +48,9 @@ pub enum StartError {
     /// Discovery could not start.
     #[error("discovery: {0}")]
     Discovery(#[from] discovery::DiscoveryError),
+    /// A serving thread could not be started.
+    #[error("cannot start a serving thread: {0}")]
+    Thread(std::io::Error),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -60,7 +63,8 @@ pub enum StartError {
 
 /// A gateway with its listeners bound, ready to [`run`](Gateway::run).
 pub struct Gateway {
-    public: TcpListener,
+    /// One listener per serving thread, all on the public port.
+    public: Vec<std::net::TcpListener>,
     admin: TcpListener,
     tls: Option<TlsAcceptor>,
     cert: Option<Arc<tls::ReloadingCert>>,
@@ -83,7 +87,8 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 impl Gateway {
     /// Builds verifiers, starts discovery and binds both listeners.
     pub async fn bind(config: Config) -> Result<Gateway, StartError> {
-        let auth = Authenticator::new(&config.auth)?;
+        let auth = Arc::new(Authenticator::new(&config.auth)?);
+        auth.start();
         let cert = config
             .server
             .tls
@@ -97,7 +102,13 @@ impl Gateway {
         let routes = Arc::new(RouteTable::new());
         let metrics = Arc::new(Metrics::new());
         let readiness = Readiness::new();
-        let public = bind(config.server.listen).await?;
+        let public =
+            server::bind_shared(config.server.listen, config.server.threads).map_err(|source| {
+                StartError::Bind {
+                    addr: config.server.listen,
+                    source,
+                }
+            })?;
         let admin = bind(config.server.admin_listen).await?;
         let stop_discovery = CancellationToken::new();
         discovery::start(
@@ -139,8 +150,9 @@ impl Gateway {
     /// The bound public address.
     pub fn public_addr(&self) -> SocketAddr {
         self.public
-            .local_addr()
-            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or_else(|| ([0, 0, 0, 0], 0).into())
     }
 
     /// The bound admin address.
@@ -170,9 +182,10 @@ impl Gateway {
             stop_discovery,
         } = self;
         tracing::info!(
-            public = %public.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            public = %public.first().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default(),
             admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             tls = tls.is_some(),
+            threads = public.len(),
             "gateway listening"
         );
         let stop_public = CancellationToken::new();
@@ -181,15 +194,32 @@ impl Gateway {
             tokio::spawn(cert.watch(tls::RELOAD_INTERVAL, stop_admin.clone()));
         }
 
-        let handler_state = Arc::clone(&state);
-        let public_task = tokio::spawn(server::serve(
-            public,
+        let release = CancellationToken::new();
+        let serving = server::Serving {
             tls,
-            settings.clone(),
-            move |req, peer| proxy::handle(Arc::clone(&handler_state), req, peer),
-            stop_public.clone(),
+            settings: settings.clone(),
+            stop: stop_public.clone(),
             grace,
-        ));
+            release: release.clone(),
+        };
+        let mut workers = Vec::with_capacity(public.len());
+        for (index, listener) in public.into_iter().enumerate() {
+            let worker_state = Arc::new(state.for_worker());
+            let started = server::Worker::start(
+                index,
+                listener,
+                move |req, peer| proxy::handle(Arc::clone(&worker_state), req, peer),
+                serving.clone(),
+            );
+            match started {
+                Ok(worker) => workers.push(worker),
+                Err(error) => {
+                    release.cancel();
+                    stop_admin.cancel();
+                    return Err(StartError::Thread(error));
+                }
+            }
+        }
         let admin_task = tokio::spawn(server::serve(
             admin,
             None,
@@ -212,12 +242,19 @@ impl Gateway {
         state.shutdown.cancel();
         state.ws_tasks.close();
         let drained = tokio::time::timeout_at(deadline, async {
-            let _ = public_task.await;
+            for worker in &mut workers {
+                let _ = (&mut worker.served).await;
+            }
             state.ws_tasks.wait().await;
         })
         .await;
         if drained.is_err() {
             tracing::warn!("shutdown grace period elapsed with work still open");
+        }
+        // Ends the serving threads, dropping what still runs on them.
+        release.cancel();
+        for worker in workers {
+            let _ = tokio::time::timeout(Duration::from_secs(2), worker.join()).await;
         }
         stop_admin.cancel();
         drop(stop_discovery);

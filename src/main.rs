@@ -124,7 +124,9 @@ fn serve(config: Config) -> ExitCode {
         eprintln!("dask-dashboard-gateway: {error}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Requests are served on threads of their own (`server.threads`); this runtime
+    // runs discovery, key refresh, certificate reload and the admin listener.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -1,8 +1,11 @@
 //! Listeners: the accept loop (plain TCP or TLS), HTTP/1.1 and HTTP/2 with upgrades,
-//! and the graceful drain of open connections when shutdown begins.
+//! the graceful drain of open connections when shutdown begins, and the serving
+//! threads: one single-threaded runtime per thread, each with its own listener on the
+//! shared port, so a connection lives on one thread from accept to close.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,7 +17,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +32,103 @@ pub(crate) struct ConnSettings {
     pub(crate) header_read_timeout: Duration,
     /// Largest request head (HTTP/1 read buffer, HTTP/2 header list).
     pub(crate) max_header_bytes: usize,
+}
+
+/// Binds `count` listeners on `addr` that share one port (`SO_REUSEPORT` when there
+/// are several; the kernel spreads new connections over them). Port 0 picks one port
+/// for all.
+pub(crate) fn bind_shared(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let first = listener(addr, count > 1)?;
+    let addr = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..count {
+        all.push(listener(addr, true)?);
+    }
+    Ok(all)
+}
+
+fn listener(addr: SocketAddr, share: bool) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if share {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// What every serving thread is started with.
+#[derive(Clone)]
+pub(crate) struct Serving {
+    /// TLS on the public listener.
+    pub(crate) tls: Option<TlsAcceptor>,
+    /// Connection limits.
+    pub(crate) settings: ConnSettings,
+    /// Cancelled to stop accepting and drain.
+    pub(crate) stop: CancellationToken,
+    /// How long the drain of HTTP connections may take.
+    pub(crate) grace: Duration,
+    /// Cancelled to end the threads (after the drain).
+    pub(crate) release: CancellationToken,
+}
+
+/// One serving thread's running state, as the thread that started it sees it.
+pub(crate) struct Worker {
+    /// Resolves when the thread has stopped accepting and its HTTP connections have
+    /// finished (or the grace ran out); its WebSockets may still run.
+    pub(crate) served: oneshot::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts a thread serving `listener` with `handler` until `serving.stop`; the
+    /// thread and its runtime (with whatever still runs on it) end once
+    /// `serving.release` is cancelled.
+    pub(crate) fn start<H, F>(
+        index: usize,
+        listener: std::net::TcpListener,
+        handler: H,
+        serving: Serving,
+    ) -> io::Result<Worker>
+    where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<Body>> + Send + 'static,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (done, served) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("ddg-serve-{index}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Serving {
+                        tls,
+                        settings,
+                        stop,
+                        grace,
+                        release,
+                    } = serving;
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => serve(listener, tls, settings, handler, stop, grace).await,
+                        Err(error) => tracing::error!(%error, "serving thread has no listener"),
+                    }
+                    let _ = done.send(());
+                    release.cancelled().await;
+                });
+            })?;
+        Ok(Worker { served, thread })
+    }
+
+    /// Waits (off the async threads) for the thread to end after its release.
+    pub(crate) async fn join(self) {
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
 }
 
 fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {

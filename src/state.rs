@@ -1,5 +1,6 @@
 //! `State`: everything the request path needs, built once at start-up and shared
-//! read-only between connections.
+//! read-only between connections; each serving thread has its own copy, which shares
+//! all but the upstream connection pool.
 
 use std::sync::Arc;
 
@@ -32,12 +33,13 @@ pub(crate) struct State {
     /// Cookie and origin settings.
     pub(crate) auth_config: AuthConfig,
     /// Credential verification, authorization and failure limiting.
-    pub(crate) auth: Authenticator,
+    pub(crate) auth: Arc<Authenticator>,
     /// Live routes (written by discovery only).
     pub(crate) routes: Arc<RouteTable>,
     /// Metrics registry.
     pub(crate) metrics: Arc<Metrics>,
-    /// Pooled upstream client.
+    /// Pooled upstream client, one per serving thread: its connections are driven
+    /// by the thread that opened them.
     pub(crate) client: UpstreamClient,
     /// Readiness latch and draining flag.
     pub(crate) readiness: Readiness,
@@ -48,28 +50,15 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Builds the state from a validated config and starts the authenticator's
-    /// background work (JWK Set refresh). Runs inside the Tokio runtime.
+    /// Builds the state from a validated config (the authenticator's background work
+    /// is started by its owner).
     pub(crate) fn new(
         config: &Config,
-        auth: Authenticator,
+        auth: Arc<Authenticator>,
         routes: Arc<RouteTable>,
         metrics: Arc<Metrics>,
         readiness: Readiness,
     ) -> State {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.upstream.connect_timeout));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.upstream.pool_idle_timeout)
-            .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-            .build(connector);
-        if tokio::runtime::Handle::try_current().is_ok() {
-            auth.start();
-        }
         State {
             reana_paths: config.server.reana_paths,
             tls: config.server.tls.is_some(),
@@ -79,10 +68,42 @@ impl State {
             auth,
             routes,
             metrics,
-            client,
+            client: upstream_client(&config.upstream),
             readiness,
             shutdown: CancellationToken::new(),
             ws_tasks: TaskTracker::new(),
         }
     }
+
+    /// The state for another serving thread: everything shared but the upstream pool.
+    pub(crate) fn for_worker(&self) -> State {
+        State {
+            reana_paths: self.reana_paths,
+            tls: self.tls,
+            trusted_proxies: self.trusted_proxies.clone(),
+            upstream: self.upstream.clone(),
+            auth_config: self.auth_config.clone(),
+            auth: Arc::clone(&self.auth),
+            routes: Arc::clone(&self.routes),
+            metrics: Arc::clone(&self.metrics),
+            client: upstream_client(&self.upstream),
+            readiness: self.readiness.clone(),
+            shutdown: self.shutdown.clone(),
+            ws_tasks: self.ws_tasks.clone(),
+        }
+    }
+}
+
+/// A pooled HTTP/1.1 client with the upstream settings.
+fn upstream_client(config: &UpstreamConfig) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        .build(connector)
 }

@@ -177,6 +177,11 @@ fn check_config_rejects_bad_files_with_64_naming_the_key() {
             vec!["server.shutdown_grace"],
         ),
         (
+            "no serving thread",
+            VALID.replace("[server]\n", "[server]\nthreads = 0\n"),
+            vec!["server.threads"],
+        ),
+        (
             "missing secret",
             VALID.replace(&format!("secret = \"{test_secret}\"\n"), ""),
             vec!["auth.jwt", "secret"],

@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub drain_delay: Duration,
     /// A client must send its whole request head within this time.
     pub header_read_timeout: Duration,
+    /// Serving threads, each a single-threaded runtime with its own listener
+    /// (`SO_REUSEPORT`) and upstream pool.
+    pub threads: usize,
 }
 
 /// PEM files for the public listener.

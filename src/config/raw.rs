@@ -12,6 +12,9 @@ use super::raw_discovery::RawDiscovery;
 use super::units;
 use super::{Config, ConfigError, LogConfig, LogFormat, ServerConfig, TlsConfig, UpstreamConfig};
 
+/// Most serving threads `server.threads` accepts.
+const MAX_THREADS: usize = 256;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
@@ -41,6 +44,7 @@ struct RawServer {
     drain_delay: Duration,
     #[serde(deserialize_with = "units::duration")]
     header_read_timeout: Duration,
+    threads: Option<usize>,
 }
 
 impl Default for RawServer {
@@ -55,6 +59,7 @@ impl Default for RawServer {
             shutdown_grace: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
             header_read_timeout: Duration::from_secs(10),
+            threads: None,
         }
     }
 }
@@ -221,6 +226,16 @@ impl RawServer {
                 ));
             },
             header_read_timeout: positive("server.header_read_timeout", self.header_read_timeout)?,
+            threads: match self.threads {
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+                Some(n @ 1..=MAX_THREADS) => n,
+                Some(_) => {
+                    return Err(ConfigError::key(
+                        "server.threads",
+                        format!("must be between 1 and {MAX_THREADS}"),
+                    ))
+                }
+            },
         })
     }
 }

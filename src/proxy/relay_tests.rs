@@ -307,7 +307,7 @@ async fn unmasked_client_frame_is_a_protocol_error() {
     assert_eq!(ended(task).await, RelayEnd::ProtocolError);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn no_close_frame_lands_inside_a_frame() {
     let (mut browser, gw_client) = tokio::io::duplex(PIPE);
     let (gw_upstream, mut scheduler) = tokio::io::duplex(PIPE);
