@@ -155,6 +155,14 @@ impl Gateway {
             .unwrap_or_else(|| ([0, 0, 0, 0], 0).into())
     }
 
+    /// Reports the log writer's count of dropped lines as
+    /// `dashboard_gateway_log_lines_dropped_total`.
+    pub fn count_dropped_log_lines(&self, dropped: logging::DroppedLines) {
+        self.state
+            .metrics
+            .count_dropped_log_lines(move || dropped.get());
+    }
+
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin

@@ -2,7 +2,15 @@
 //! configured level, except that the libraries which trace whole requests at debug
 //! and trace level (headers, cookies, `Sec-WebSocket-Protocol`) are capped at info,
 //! so no level setting can put a credential or a Bokeh session token in the log.
+//!
+//! Lines are formatted where they happen and written by a thread of their own through
+//! a buffer that is flushed whenever no line waits, so the access log costs a request
+//! no system call. Should stdout fall behind by [`BUFFERED_LINES`], further lines are
+//! dropped rather than stalling requests, and counted ([`DroppedLines`]).
 
+use std::io::{BufWriter, IsTerminal};
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -17,21 +25,67 @@ const CAPPED: [&str; 6] = [
     "kube_client",
 ];
 
-/// Installs the global subscriber. Returns an error if one is already installed.
-pub fn init(config: &LogConfig) -> Result<(), String> {
+/// Lines waiting for stdout before new ones are dropped.
+pub const BUFFERED_LINES: usize = 64 * 1024;
+
+/// Bytes gathered before a write to stdout (a write also happens whenever no line
+/// waits).
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// The log writer thread: dropping this flushes what is buffered and ends it.
+#[derive(Debug)]
+pub struct LogOutput {
+    _worker: WorkerGuard,
+    dropped: ErrorCounter,
+}
+
+impl LogOutput {
+    /// The count of lines dropped because stdout did not keep up.
+    pub fn dropped(&self) -> DroppedLines {
+        DroppedLines(self.dropped.clone())
+    }
+}
+
+/// A live count of log lines dropped because stdout did not keep up.
+#[derive(Debug, Clone)]
+pub struct DroppedLines(ErrorCounter);
+
+impl DroppedLines {
+    /// Lines dropped so far.
+    pub fn get(&self) -> u64 {
+        u64::try_from(self.0.dropped_lines()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Installs the global subscriber and starts its writer thread. Returns an error if
+/// a subscriber is already installed.
+pub fn init(config: &LogConfig) -> Result<LogOutput, String> {
     let wanted = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| config.level.clone());
     let filter = EnvFilter::try_new(capped(&wanted)).map_err(|e| format!("log.level: {e}"))?;
+    let (writer, worker) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .thread_name("ddg-log")
+        .finish(BufWriter::with_capacity(WRITE_BUFFER, std::io::stdout()));
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        // Colours only for a person at a terminal, not in `kubectl logs`.
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(writer);
     let result = match config.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| e.to_string())?;
+    Ok(LogOutput {
+        _worker: worker,
+        dropped,
+    })
 }
 
 /// `directives` without any directive for a [`CAPPED`] target, plus `<target>=info`

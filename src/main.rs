@@ -120,10 +120,13 @@ fn token(
 }
 
 fn serve(config: Config) -> ExitCode {
-    if let Err(error) = logging::init(&config.log) {
-        eprintln!("dask-dashboard-gateway: {error}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let log = match logging::init(&config.log) {
+        Ok(log) => log,
+        Err(error) => {
+            eprintln!("dask-dashboard-gateway: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     // Requests are served on threads of their own (`server.threads`); this runtime
     // runs discovery, key refresh, certificate reload and the admin listener.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -144,6 +147,8 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        gateway.count_dropped_log_lines(log.dropped());
+        tokio::spawn(report_dropped_log_lines(log.dropped()));
         match gateway.run(shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -152,6 +157,24 @@ fn serve(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+/// Says on stderr, at most every 10 s, when log lines had to be dropped (stdout did
+/// not keep up): never silently, and without going through the log that is behind.
+async fn report_dropped_log_lines(dropped: logging::DroppedLines) {
+    let mut reported = 0;
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        every.tick().await;
+        let now = dropped.get();
+        if now > reported {
+            eprintln!(
+                "dask-dashboard-gateway: {} log lines dropped because stdout did not keep up ({now} in all)",
+                now - reported
+            );
+            reported = now;
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

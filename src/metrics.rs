@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 const PREFIX: &str = "dashboard_gateway_";
@@ -176,6 +177,16 @@ pub struct Metrics {
     upstream_errors: [AtomicU64; UpstreamError::ALL.len()],
     discovery_events: AtomicU64,
     discovery_lag: Histogram,
+    log_lines_dropped: OnceLock<LogDrops>,
+}
+
+/// Where the count of dropped log lines comes from.
+struct LogDrops(Box<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for LogDrops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogDrops")
+    }
 }
 
 impl Default for Metrics {
@@ -190,6 +201,7 @@ impl Default for Metrics {
             upstream_errors: Default::default(),
             discovery_events: AtomicU64::new(0),
             discovery_lag: Histogram::default(),
+            log_lines_dropped: OnceLock::new(),
         }
     }
 }
@@ -232,6 +244,11 @@ impl Metrics {
         if let Some(lag) = lag {
             self.discovery_lag.observe(lag);
         }
+    }
+
+    /// Reports the log writer's count of dropped lines from now on (set once).
+    pub fn count_dropped_log_lines(&self, count: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.log_lines_dropped.set(LogDrops(Box::new(count)));
     }
 
     /// Renders everything in the Prometheus text exposition format.
@@ -311,6 +328,14 @@ impl Metrics {
             "discovery_lag_seconds",
             "From a Service's change to its route being served.",
         );
+        header(
+            &mut out,
+            "log_lines_dropped_total",
+            "counter",
+            "Log lines dropped because the log output did not keep up.",
+        );
+        let dropped = self.log_lines_dropped.get().map_or(0, |count| (count.0)());
+        let _ = writeln!(out, "{PREFIX}log_lines_dropped_total {dropped}");
         out
     }
 }
@@ -340,5 +365,15 @@ mod tests {
         assert!(text.contains("dashboard_gateway_auth_decisions_total{result=\"forbidden\"} 1"));
         assert!(text.contains("dashboard_gateway_upstream_errors_total{reason=\"timeout\"} 1"));
         assert!(text.contains("dashboard_gateway_discovery_events_total 0"));
+        assert!(text.contains("dashboard_gateway_log_lines_dropped_total 0"));
+    }
+
+    #[test]
+    fn dropped_log_lines_come_from_their_source() {
+        let m = Metrics::new();
+        m.count_dropped_log_lines(|| 42);
+        assert!(m
+            .render(0)
+            .contains("dashboard_gateway_log_lines_dropped_total 42"));
     }
 }
