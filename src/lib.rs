@@ -1,5 +1,6 @@
 //! dask-dashboard-gateway: an authenticating reverse proxy for Dask dashboards on
-//! REANA. [`Gateway::bind`] binds the listeners (port 0 works, for tests) and
+//! REANA. [`Prepared::new`] does all start-up work that can fail on the
+//! configuration, [`Gateway::bind`] binds the listeners (port 0 works, for tests) and
 //! [`Gateway::run`] serves until the given shutdown future completes.
 
 mod admin;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod logging;
 pub mod metrics;
 mod pages;
+mod prepared;
 pub mod proxy;
 pub mod readiness;
 pub mod routes;
@@ -27,9 +29,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+pub use crate::prepared::Prepared;
+
 use crate::admin::Admin;
-use crate::auth::Authenticator;
-use crate::config::{Config, ConfigError};
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::routes::RouteTable;
@@ -42,9 +45,6 @@ pub enum StartError {
     /// The configuration (or a key or certificate it names) is unusable.
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
-    /// TLS material is unusable.
-    #[error("tls: {0}")]
-    Tls(#[from] tls::TlsError),
     /// Discovery could not start.
     #[error("discovery: {0}")]
     Discovery(#[from] discovery::DiscoveryError),
@@ -85,20 +85,12 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 impl Gateway {
-    /// Builds verifiers, starts discovery and binds both listeners.
-    pub async fn bind(config: Config) -> Result<Gateway, StartError> {
-        let auth = Arc::new(Authenticator::new(&config.auth)?);
+    /// Starts the verifiers' background work and discovery, and binds both
+    /// listeners.
+    pub async fn bind(prepared: Prepared) -> Result<Gateway, StartError> {
+        let Prepared { config, auth, tls } = prepared;
         auth.start();
-        let cert = config
-            .server
-            .tls
-            .as_ref()
-            .map(tls::ReloadingCert::new)
-            .transpose()?;
-        let tls = cert
-            .as_ref()
-            .map(tls::ReloadingCert::acceptor)
-            .transpose()?;
+        let (cert, tls) = tls.unzip();
         let routes = Arc::new(RouteTable::new());
         let metrics = Arc::new(Metrics::new());
         let readiness = Readiness::new();

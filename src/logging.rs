@@ -13,7 +13,7 @@ use std::io::{BufWriter, IsTerminal};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{ConfigError, LogConfig, LogFormat};
 
 /// Targets whose debug and trace output can contain request headers.
 const CAPPED: [&str; 6] = [
@@ -57,14 +57,24 @@ impl DroppedLines {
     }
 }
 
+/// The filter `config` (or `RUST_LOG`, which overrides it) asks for.
+fn filter(config: &LogConfig) -> Result<EnvFilter, ConfigError> {
+    let (key, wanted) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => ("RUST_LOG", v),
+        _ => ("log.level", config.level.clone()),
+    };
+    EnvFilter::try_new(capped(&wanted)).map_err(|e| ConfigError::key(key, e))
+}
+
+/// Checks the log filter without installing anything.
+pub fn check(config: &LogConfig) -> Result<(), ConfigError> {
+    filter(config).map(drop)
+}
+
 /// Installs the global subscriber and starts its writer thread. Returns an error if
 /// a subscriber is already installed.
 pub fn init(config: &LogConfig) -> Result<LogOutput, String> {
-    let wanted = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| config.level.clone());
-    let filter = EnvFilter::try_new(capped(&wanted)).map_err(|e| format!("log.level: {e}"))?;
+    let filter = filter(config).map_err(|e| e.to_string())?;
     let (writer, worker) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(BUFFERED_LINES)

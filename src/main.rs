@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use dask_dashboard_gateway::config::{self, Config, DiscoveryConfig};
-use dask_dashboard_gateway::{auth, logging, Gateway};
+use dask_dashboard_gateway::{auth, logging, Gateway, Prepared};
 
 /// Exit status for an unusable configuration (EX_CONFIG is 78; the contract says 64).
 const EXIT_CONFIG: u8 = 64;
@@ -59,10 +59,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(error) = auth::Authenticator::new(&config.auth) {
-        eprintln!("dask-dashboard-gateway: invalid configuration: {error}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let prepared = match Prepared::new(config) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            eprintln!("dask-dashboard-gateway: invalid configuration: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if cli.check_config {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
@@ -72,8 +75,8 @@ fn main() -> ExitCode {
             user,
             workflow,
             ttl,
-        }) => token(&config, user, workflow, ttl),
-        None => serve(config),
+        }) => token(prepared.config(), user, workflow, ttl),
+        None => serve(prepared),
     }
 }
 
@@ -119,8 +122,8 @@ fn token(
     ExitCode::SUCCESS
 }
 
-fn serve(config: Config) -> ExitCode {
-    let log = match logging::init(&config.log) {
+fn serve(prepared: Prepared) -> ExitCode {
+    let log = match logging::init(&prepared.config().log) {
         Ok(log) => log,
         Err(error) => {
             eprintln!("dask-dashboard-gateway: {error}");
@@ -140,7 +143,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let gateway = match Gateway::bind(config).await {
+        let gateway = match Gateway::bind(prepared).await {
             Ok(gateway) => gateway,
             Err(error) => {
                 tracing::error!(%error, "cannot start");

@@ -214,6 +214,58 @@ fn check_config_rejects_bad_files_with_64_naming_the_key() {
     }
 }
 
+/// `--check-config` loads what the configuration names (the TLS pair, the JWT key
+/// with its family, the log filter), as start-up would, and names the key at fault.
+#[test]
+fn check_config_loads_what_the_config_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "-----BEGIN CERTIFICATE-----\nnot base64\n").expect("write junk");
+    let junk = junk.to_str().unwrap().to_owned();
+    let tls = format!("[server]\ntls_cert = \"{junk}\"\ntls_key = \"{junk}\"\n");
+    /// What the case is, the file, the environment, the key the error must name.
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "unusable TLS pair",
+            VALID.replace("[server]\n", &tls),
+            vec![],
+            "server.tls_cert",
+        ),
+        (
+            "secret for an RSA algorithm",
+            VALID.replace("algorithms = [\"HS256\"]", "algorithms = [\"RS256\"]"),
+            vec![],
+            "auth.jwt",
+        ),
+        (
+            "bad log level",
+            format!("{VALID}\n[log]\nlevel = \"warn,gateway=shouting\"\n"),
+            vec![],
+            "log.level",
+        ),
+        (
+            "bad RUST_LOG",
+            VALID.to_owned(),
+            vec![("RUST_LOG", "info,gateway=shouting")],
+            "RUST_LOG",
+        ),
+    ];
+    for (what, text, env, key) in cases {
+        let path = write_config(dir.path(), "bad.toml", &text);
+        let out = run(
+            &["--config", path.to_str().unwrap(), "--check-config"],
+            &env,
+        );
+        assert_eq!(out.code, Some(EXIT_CONFIG), "{what}: {}", out.describe());
+        assert!(
+            out.stderr.contains(key),
+            "{what}: stderr does not name {key}: {}",
+            out.describe()
+        );
+    }
+}
+
 #[test]
 fn environment_override_with_garbage_listen_exits_64() {
     let env = [("DDG_SERVER__LISTEN", "garbage")];

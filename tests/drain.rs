@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use dask_dashboard_gateway::config::Config;
-use dask_dashboard_gateway::Gateway;
+use dask_dashboard_gateway::{Gateway, Prepared};
 use support::http;
 
 const CONFIG: &str = r#"
@@ -26,7 +26,7 @@ kind = "static"
 
 #[tokio::test]
 async fn drain_delay_keeps_accepting_with_readyz_503_then_stops() {
-    let gateway = Gateway::bind(Config::from_toml(CONFIG).unwrap())
+    let gateway = Gateway::bind(Prepared::new(Config::from_toml(CONFIG).unwrap()).unwrap())
         .await
         .unwrap();
     let public = format!("http://{}", gateway.public_addr());

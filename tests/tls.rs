@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dask_dashboard_gateway::config::Config;
-use dask_dashboard_gateway::Gateway;
+use dask_dashboard_gateway::{Gateway, Prepared};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -128,7 +128,9 @@ kind = "static"
         ));
     }
     let config = Config::from_toml(&toml).unwrap();
-    let gw = Gateway::bind(config.clone()).await.unwrap();
+    let gw = Gateway::bind(Prepared::new(config.clone()).unwrap())
+        .await
+        .unwrap();
     let addr = gw.public_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(gw.run(async move {

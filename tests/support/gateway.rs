@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dask_dashboard_gateway::config::Config;
-use dask_dashboard_gateway::{Gateway, StartError};
+use dask_dashboard_gateway::{Gateway, Prepared, StartError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -64,7 +64,9 @@ impl TestGateway {
     pub async fn start_toml(toml_text: &str) -> TestGateway {
         let config = Config::from_toml(toml_text)
             .unwrap_or_else(|e| panic!("test configuration rejected: {e}\n{toml_text}"));
-        let gateway = tokio::time::timeout(Duration::from_secs(30), Gateway::bind(config.clone()))
+        let prepared = Prepared::new(config.clone())
+            .unwrap_or_else(|e| panic!("test configuration not usable: {e}\n{toml_text}"));
+        let gateway = tokio::time::timeout(Duration::from_secs(30), Gateway::bind(prepared))
             .await
             .expect("Gateway::bind did not finish within 30 s")
             .unwrap_or_else(|e| panic!("Gateway::bind: {e}"));
