@@ -116,7 +116,9 @@ impl JwtVerifier {
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         match &self.keys {
             Keys::Static(key) => self.verify_with(token, key),
-            Keys::Jwks(jwks) => self.verify_jwks(jwks, token).await,
+            // Boxed: only a JWK Set can wait (for a refresh), and its state would
+            // otherwise be part of every request's future.
+            Keys::Jwks(jwks) => Box::pin(self.verify_jwks(jwks, token)).await,
         }
     }
 

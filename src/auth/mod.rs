@@ -117,7 +117,9 @@ impl Authenticator {
         match self.via(credential) {
             Via::Jwt(jwt) => jwt.verify(credential.secret()).await,
             Via::Reana(reana, cred) => {
-                let user = reana.identify(cred).await?;
+                // Boxed, like the check below: reana-server's client keeps a large
+                // state, which would otherwise be part of every request's future.
+                let user = Box::pin(reana.identify(cred)).await?;
                 Ok(Identity {
                     user: user.to_string(),
                     expires_at: None,
@@ -147,7 +149,7 @@ impl Authenticator {
         if identity.verifier != Verifier::Reana {
             return Ok(Access::Denied);
         }
-        Ok(if reana.visible(cred, &route.workflow).await? {
+        Ok(if Box::pin(reana.visible(cred, &route.workflow)).await? {
             Access::Shared
         } else {
             Access::Denied

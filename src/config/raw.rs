@@ -94,7 +94,7 @@ impl Default for RawUpstream {
             max_ws_message: 32 << 20,
             max_header_bytes: 64 << 10,
             pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_host: 32,
+            pool_max_idle_per_host: 64,
         }
     }
 }

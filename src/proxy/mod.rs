@@ -193,7 +193,8 @@ async fn dispatch(
         recheck,
     };
     if websocket {
-        ws::forward(state, req, fwd).await
+        // Boxed: the handshake's state is large and most requests are not upgrades.
+        Box::pin(ws::forward(state, req, fwd)).await
     } else {
         http::forward(state, req, fwd).await
     }
