@@ -22,7 +22,7 @@ use upstream::{
     WsUpstream, STEP,
 };
 
-use upstream::fixture::{bearer, one_route, start, COOKIE, OWNER, WF};
+use upstream::fixture::{bearer, one_route, one_route_with, start, COOKIE, OWNER, WF};
 
 fn ws_path(path: &str) -> String {
     format!("/dashboard/{WF}{path}")
@@ -500,19 +500,10 @@ async fn upstream_dropping_tcp_closes_the_client_with_1011() {
     assert_eq!(close_code(&frame), Some(1011), "{frame:?}");
 }
 
-async fn small_limit_gateway(up: &WsUpstream) -> TestGateway {
-    start(
-        GatewayToml::new()
-            .route(WF, &up.url(), OWNER)
-            .upstream("max_ws_message = \"64KiB\""),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn client_message_over_max_ws_message_closes_with_1009() {
     let up = WsUpstream::start().await;
-    let gw = small_limit_gateway(&up).await;
+    let gw = one_route_with(&up.url(), "max_ws_message = \"64KiB\"").await;
     let mut ws = open(&gw, "/status/ws").await;
     // Just under the limit passes.
     let fits = Bytes::from(pattern(60 * 1024, 4));
@@ -535,7 +526,7 @@ async fn client_message_over_max_ws_message_closes_with_1009() {
 #[tokio::test]
 async fn upstream_message_over_max_ws_message_closes_with_1009() {
     let up = WsUpstream::start().await;
-    let gw = small_limit_gateway(&up).await;
+    let gw = one_route_with(&up.url(), "max_ws_message = \"64KiB\"").await;
     let mut ws = open(&gw, "/status/ws").await;
     send(&mut ws, Message::text("cmd:big:102400")).await;
     let frame = expect_close(&mut ws).await;

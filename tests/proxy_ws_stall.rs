@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use upstream::fixture::{bearer, dash, one_route, start, OWNER, WF};
+use upstream::fixture::{bearer, dash, one_route, one_route_with, start, OWNER, WF};
 use upstream::raw_ws::{drain_until_dropped, upgrade_request, GOOD_KEY};
 use upstream::{
     close_code, expect_close, next_data, pattern, wait_until, CountingListener, GatewayToml,
@@ -145,20 +145,10 @@ async fn shutdown_ends_a_websocket_whose_client_does_not_read() {
     assert_eq!(stopped, Ok(()));
 }
 
-/// A gateway with one route to `up` and `[upstream] ws_write_timeout = "1s"`.
-async fn write_timeout_gateway(up: &WsUpstream) -> TestGateway {
-    start(
-        GatewayToml::new()
-            .route(WF, &up.url(), OWNER)
-            .upstream("ws_write_timeout = \"1s\""),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn client_not_reading_is_dropped_after_ws_write_timeout() {
     let up = WsUpstream::start().await;
-    let gw = write_timeout_gateway(&up).await;
+    let gw = one_route_with(&up.url(), "ws_write_timeout = \"1s\"").await;
     let mut ws = flood_unread(&gw, &up, &gw.token(OWNER)).await;
     let stalled = Instant::now() + Duration::from_secs(1);
     assert_both_released(&up, &mut ws, stalled, "after ws_write_timeout").await;
@@ -222,7 +212,7 @@ async fn jwt_expiry_closes_the_client_with_1008_while_the_scheduler_does_not_rea
 #[tokio::test]
 async fn scheduler_not_reading_is_dropped_after_ws_write_timeout_with_1011() {
     let up = WsUpstream::start().await;
-    let gw = write_timeout_gateway(&up).await;
+    let gw = one_route_with(&up.url(), "ws_write_timeout = \"1s\"").await;
     let (mut stream, sender) = send_to_stalled(&gw, &up, &gw.token(OWNER)).await;
     let stalled = Instant::now() + Duration::from_secs(1);
     let frame = close_by(&mut stream, stalled + RELEASE, "after ws_write_timeout").await;
@@ -346,16 +336,6 @@ async fn handshake_with_a_valid_key_and_version_13_is_101() {
 // ---------------------------------------------------------------------------------
 // Fragmented messages and max_ws_message.
 
-/// A gateway with one route to `up` and `max_ws_message = "64KiB"`.
-async fn small_limit_gateway(up: &WsUpstream) -> TestGateway {
-    start(
-        GatewayToml::new()
-            .route(WF, &up.url(), OWNER)
-            .upstream("max_ws_message = \"64KiB\""),
-    )
-    .await
-}
-
 /// Sends `data` as one binary message fragmented into `parts` frames.
 async fn send_fragmented(ws: &mut Ws, data: &[u8], parts: usize) {
     let chunks: Vec<&[u8]> = data.chunks(data.len().div_ceil(parts)).collect();
@@ -384,7 +364,7 @@ fn binary_lengths(up: &WsUpstream) -> Vec<usize> {
 #[tokio::test]
 async fn fragmented_message_under_max_ws_message_arrives_whole() {
     let up = WsUpstream::start().await;
-    let gw = small_limit_gateway(&up).await;
+    let gw = one_route_with(&up.url(), "max_ws_message = \"64KiB\"").await;
     let mut ws = open(&gw, &gw.token(OWNER)).await;
     let data = pattern(60 * 1024, 8);
     send_fragmented(&mut ws, &data, 3).await;
@@ -395,7 +375,7 @@ async fn fragmented_message_under_max_ws_message_arrives_whole() {
 #[tokio::test]
 async fn fragmented_message_over_max_ws_message_closes_with_1009() {
     let up = WsUpstream::start().await;
-    let gw = small_limit_gateway(&up).await;
+    let gw = one_route_with(&up.url(), "max_ws_message = \"64KiB\"").await;
     let mut ws = open(&gw, &gw.token(OWNER)).await;
     // Three frames of 30 KiB: each fits, the message does not.
     send_fragmented(&mut ws, &pattern(90 * 1024, 9), 3).await;

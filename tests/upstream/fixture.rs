@@ -23,6 +23,16 @@ pub async fn one_route(upstream: &str) -> TestGateway {
     start(GatewayToml::new().route(WF, upstream, OWNER)).await
 }
 
+/// [`one_route`] with one `[upstream]` setting, e.g. `max_ws_message = "64KiB"`.
+pub async fn one_route_with(upstream: &str, setting: &str) -> TestGateway {
+    start(
+        GatewayToml::new()
+            .route(WF, upstream, OWNER)
+            .upstream(setting),
+    )
+    .await
+}
+
 /// `Authorization` value carrying a JWT of [`OWNER`].
 pub fn bearer(gw: &TestGateway) -> String {
     format!("Bearer {}", gw.token(OWNER))
