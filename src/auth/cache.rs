@@ -29,6 +29,8 @@ pub enum KeyKind {
     TokenWorkflow,
     /// `/api/workflows/<id>/status` with a `session` cookie.
     SessionWorkflow,
+    /// A JWT verified locally.
+    Jwt,
 }
 
 /// A keyed 128-bit hash of a credential (and workflow): the only form in which a

@@ -120,6 +120,12 @@ impl Jwks {
         })
     }
 
+    /// Counts the key sets installed so far: a verification made under one
+    /// generation says nothing about a later one.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The current keys (a cheap snapshot; the lock is not held afterwards).
     pub(crate) fn snapshot(&self) -> Arc<KeySet> {
         Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()))

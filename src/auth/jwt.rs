@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header,
 use serde_json::{Map, Value};
 
 use crate::auth::jwks::{Jwks, Refresh};
+use crate::auth::verified::Verified;
 use crate::auth::{AuthError, Identity, Verifier};
 use crate::config::{ConfigError, JwtConfig, JwtKey};
 
@@ -31,6 +32,7 @@ pub struct JwtVerifier {
     keys: Keys,
     validation: Validation,
     user_claim: String,
+    verified: Verified,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -93,6 +95,7 @@ impl JwtVerifier {
             keys,
             validation,
             user_claim: cfg.user_claim.clone(),
+            verified: Verified::default(),
         })
     }
 
@@ -113,13 +116,28 @@ impl JwtVerifier {
     /// With a JWK Set, a token whose `kid` is unknown (or, without `kid`, that no key
     /// verifies) triggers one rate-limited refresh and is checked again. No keys yet
     /// and no fetch possible → [`AuthError::Unavailable`].
+    ///
+    /// A success is reused for the same token for up to
+    /// [`VERIFIED_TTL`](crate::auth::verified::VERIFIED_TTL) (never past
+    /// its `exp`).
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        match &self.keys {
+        let generation = match &self.keys {
+            Keys::Static(_) => 0,
+            Keys::Jwks(jwks) => jwks.generation(),
+        };
+        if let Some(identity) = self.verified.get(token, generation) {
+            return Ok(identity);
+        }
+        let result = match &self.keys {
             Keys::Static(key) => self.verify_with(token, key),
             // Boxed: only a JWK Set can wait (for a refresh), and its state would
             // otherwise be part of every request's future.
             Keys::Jwks(jwks) => Box::pin(self.verify_jwks(jwks, token)).await,
+        };
+        if let Ok(identity) = &result {
+            self.verified.insert(token, identity, generation);
         }
+        result
     }
 
     async fn verify_jwks(&self, jwks: &Jwks, token: &str) -> Result<Identity, AuthError> {

@@ -12,6 +12,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod limiter;
 pub mod reana;
+pub mod verified;
 
 use std::time::SystemTime;
 
