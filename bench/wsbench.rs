@@ -25,6 +25,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+// Shared with the tests, which export it (`pub`) to their own crates.
+#[allow(unreachable_pub)]
+#[path = "../tests/support/bokeh_page.rs"]
+mod bokeh_page;
+use bokeh_page::session_token_from_html;
+
 type BoxError = Box<dyn Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
 type Ws = WebSocketStream<TcpStream>;
@@ -455,25 +461,6 @@ async fn next_data(ws: &mut Ws) -> Result<Message> {
             msg => return Ok(msg),
         }
     }
-}
-
-/// The session token of the page's first render item: Bokeh renders
-/// `const render_items = [{"token":"…",…}];` into the page; else the page's first
-/// `"token":"…"` (as tests/support/bokeh.rs does).
-fn session_token_from_html(html: &str) -> Option<String> {
-    const MARK: &str = "const render_items = ";
-    if let Some(at) = html.find(MARK) {
-        let rest = &html[at + MARK.len()..];
-        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-        if let Some(Ok(Value::Array(items))) = values.next() {
-            return items
-                .iter()
-                .find_map(|item| item.get("token")?.as_str().map(str::to_owned));
-        }
-    }
-    let at = html.find("\"token\":\"")? + "\"token\":\"".len();
-    let len = html[at..].find('"')?;
-    Some(html[at..at + len].to_owned())
 }
 
 /// `GET url` with extra headers; the body of a 200 response as text.

@@ -7,7 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::bokeh::{decode_token_payload, payload_part, session_token_from_html, BokehSession};
+use support::bokeh::{decode_token_payload, payload_part, BokehSession};
+use support::bokeh_page::session_token_from_html;
 use support::dask::DaskCluster;
 use support::http;
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use support::bokeh::{decode_token_payload, payload_part, session_token_from_html, BokehSession};
+use support::bokeh::{decode_token_payload, payload_part, BokehSession};
+use support::bokeh_page::session_token_from_html;
 use support::dask::DaskCluster;
 use support::gateway::TestGateway;
 use support::http::{self, FakeUpstream, Response};

@@ -21,28 +21,6 @@ pub const ZLIB_KEY: &str = "__bk__zlib_";
 /// How long the server may take for the handshake, its ACK and the PULL-DOC-REPLY.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The session token of the (first) render item of a Bokeh server page.
-///
-/// Bokeh renders `const render_items = [{"token":"…","roots":{…},…}];` into the
-/// page's script (`core/_templates/doc_js.js.jinja`).
-pub fn session_token_from_html(html: &str) -> Option<String> {
-    const MARK: &str = "const render_items = ";
-    if let Some(at) = html.find(MARK) {
-        let rest = &html[at + MARK.len()..];
-        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-        if let Some(Ok(Value::Array(items))) = values.next() {
-            return items
-                .iter()
-                .find_map(|item| item.get("token")?.as_str().map(str::to_owned));
-        }
-    }
-    // A future template might lay the script out differently: take the first
-    // `"token":"…"` of the page.
-    let at = html.find("\"token\":\"")? + "\"token\":\"".len();
-    let len = html[at..].find('"')?;
-    Some(html[at..at + len].to_owned())
-}
-
 /// Decodes a Bokeh session token's payload (the first `.`-separated part, base64url
 /// JSON). The `__bk__zlib_` field (base64url of zlib-compressed JSON holding the
 /// `headers`, `cookies` and `arguments` of the page request) is replaced by its

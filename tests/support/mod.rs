@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod bokeh;
+pub mod bokeh_page;
 pub mod dask;
 pub mod gateway;
 pub mod http;
