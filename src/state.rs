@@ -4,21 +4,15 @@
 
 use std::sync::Arc;
 
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::{AuthConfig, Config, UpstreamConfig};
 use crate::metrics::Metrics;
+use crate::proxy::upstream::{Http1Client, Upstream};
 use crate::readiness::Readiness;
 use crate::routes::RouteTable;
-
-/// The pooled HTTP/1.1 client used for every scheduler.
-pub(crate) type UpstreamClient = Client<HttpConnector, Incoming>;
 
 /// Shared, immutable-after-start request-path state.
 pub(crate) struct State {
@@ -38,9 +32,9 @@ pub(crate) struct State {
     pub(crate) routes: Arc<RouteTable>,
     /// Metrics registry.
     pub(crate) metrics: Arc<Metrics>,
-    /// Pooled upstream client, one per serving thread: its connections are driven
-    /// by the thread that opened them.
-    pub(crate) client: UpstreamClient,
+    /// The schedulers' client, one per serving thread: its pooled connections are
+    /// driven by the requests of the thread that opened them.
+    pub(crate) client: Arc<dyn Upstream>,
     /// Readiness latch and draining flag.
     pub(crate) readiness: Readiness,
     /// Cancelled when shutdown begins; open WebSockets close with 1001.
@@ -68,7 +62,7 @@ impl State {
             auth,
             routes,
             metrics,
-            client: upstream_client(&config.upstream),
+            client: Arc::new(Http1Client::new(&config.upstream)),
             readiness,
             shutdown: CancellationToken::new(),
             ws_tasks: TaskTracker::new(),
@@ -86,24 +80,10 @@ impl State {
             auth: Arc::clone(&self.auth),
             routes: Arc::clone(&self.routes),
             metrics: Arc::clone(&self.metrics),
-            client: upstream_client(&self.upstream),
+            client: Arc::new(Http1Client::new(&self.upstream)),
             readiness: self.readiness.clone(),
             shutdown: self.shutdown.clone(),
             ws_tasks: self.ws_tasks.clone(),
         }
     }
-}
-
-/// A pooled HTTP/1.1 client with the upstream settings.
-fn upstream_client(config: &UpstreamConfig) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(config.pool_idle_timeout)
-        .pool_max_idle_per_host(config.pool_max_idle_per_host)
-        .build(connector)
 }

@@ -1,69 +1,77 @@
-//! Plain HTTP forwarding: the request streamed to the scheduler over the pooled
-//! client, its response streamed back with hop-by-hop headers removed and
+//! Plain HTTP forwarding: the request rewritten and handed to the upstream client,
+//! the scheduler's response streamed back with hop-by-hop headers removed and
 //! absolute `Location`s rewritten into the prefix.
 
-use std::sync::Arc;
-
 use http::header::{HOST, LOCATION};
-use http::{HeaderValue, Request, Response, Version};
+use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::timeout;
 
 use super::headers::remove_hop_by_hop;
 use super::path::rewrite_location;
-use super::Forward;
-use crate::body::Body;
+use super::upstream::{Outgoing, UpstreamFailure};
+use super::{ClientBody, Forward};
+use crate::body::{Body, BoxError};
 use crate::error::ProxyError;
 use crate::metrics::UpstreamError;
 use crate::state::State;
 
 /// Forwards one HTTP request and returns the scheduler's response.
-pub(crate) async fn forward(
-    state: &Arc<State>,
-    req: Request<Incoming>,
+pub(crate) async fn forward<B>(
+    state: &State,
+    req: Request<B>,
     fwd: Forward<'_>,
-) -> Result<Response<Body>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
-    let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+) -> Result<Response<Body>, ProxyError>
+where
+    B: ClientBody,
+{
+    let (parts, body) = req.into_parts();
+    let mut headers = parts.headers;
+    let client_host = headers.get(HOST).cloned().or_else(|| {
         parts
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let uri = format!("http://{}{}", fwd.route.upstream, fwd.path_and_query);
-    parts.uri = uri
-        .parse()
-        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
-    parts.version = Version::HTTP_11;
-    remove_hop_by_hop(&mut parts.headers);
-    if let Some(host) = &client_host {
-        parts.headers.insert(HOST, host.clone());
+    remove_hop_by_hop(&mut headers);
+    match &client_host {
+        Some(host) => {
+            headers.insert(HOST, host.clone());
+        }
+        None => {
+            let upstream = HeaderValue::from_str(&fwd.route.upstream)
+                .map_err(|_| ProxyError::BadRequest("invalid host"))?;
+            headers.insert(HOST, upstream);
+        }
     }
-    fwd.prepare_headers(&mut parts.headers);
-    let upstream_req = Request::from_parts(parts, body);
+    fwd.prepare_headers(&mut headers);
+    let body = if body.is_end_stream() {
+        // No allocation for the common bodiless request.
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    } else {
+        body.map_err(Into::<BoxError>::into).boxed_unsync()
+    };
+    let outgoing = Outgoing {
+        method: parts.method,
+        target: fwd.path_and_query,
+        headers,
+        body,
+    };
 
-    let response = match timeout(
+    let sent = timeout(
         state.upstream.response_timeout,
-        state.client.request(upstream_req),
+        state.client.send(&fwd.route.upstream, outgoing),
     )
-    .await
-    {
+    .await;
+    let response = match sent {
+        Ok(Ok(response)) => response,
         Err(_) => {
             state.metrics.upstream_error(UpstreamError::Timeout);
             return Err(ProxyError::UpstreamTimeout);
         }
-        Ok(Err(error)) if error.is_connect() => {
-            tracing::debug!(%error, workflow = fwd.route.workflow, "upstream connect failed");
-            state.metrics.upstream_error(UpstreamError::Connect);
-            return Err(ProxyError::UpstreamConnect);
-        }
-        Ok(Err(error)) => {
-            tracing::debug!(%error, workflow = fwd.route.workflow, "upstream request failed");
-            state.metrics.upstream_error(UpstreamError::Protocol);
-            return Err(ProxyError::UpstreamProtocol);
-        }
-        Ok(Ok(response)) => response,
+        Ok(Err(failure)) => return Err(failed(state, fwd.route.workflow.as_str(), &failure)),
     };
 
     let (mut parts, body) = response.into_parts();
@@ -76,5 +84,22 @@ pub(crate) async fn forward(
             }
         }
     }
-    Ok(Response::from_parts(parts, body.boxed()))
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Counts and maps a request the scheduler did not answer.
+fn failed(state: &State, workflow: &str, failure: &UpstreamFailure) -> ProxyError {
+    tracing::debug!(error = %failure, workflow, "upstream request failed");
+    match failure {
+        UpstreamFailure::Connect(_) => {
+            state.metrics.upstream_error(UpstreamError::Connect);
+            ProxyError::UpstreamConnect
+        }
+        UpstreamFailure::Io(_) | UpstreamFailure::Protocol(_) => {
+            state.metrics.upstream_error(UpstreamError::Protocol);
+            ProxyError::UpstreamProtocol
+        }
+        UpstreamFailure::InvalidRequest => ProxyError::BadRequest("invalid request target"),
+        UpstreamFailure::RequestBody => ProxyError::BadRequest("request body failed"),
+    }
 }

@@ -7,6 +7,7 @@ mod http;
 pub mod path;
 mod pump;
 mod relay;
+pub(crate) mod upstream;
 mod upstream_socket;
 mod ws;
 
@@ -16,11 +17,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ::http::header::{CACHE_CONTROL, HOST, LOCATION, SET_COOKIE};
 use ::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use bytes::Bytes;
 
 use crate::auth::credentials::{self, Credential};
 use crate::auth::{limiter, Access, AuthError, Identity, Verifier};
-use crate::body::{empty, Body};
+use crate::body::{empty, Body, BoxError};
 use crate::error::{ErrorContext, ProxyError};
 use crate::metrics::{AuthResult, RequestKind};
 use crate::routes::Route;
@@ -28,6 +29,20 @@ use crate::state::State;
 use path::Target;
 
 pub use relay::{relay, relay_checked, Recheck, RelayEnd, RelayLimits};
+
+/// What a client's request body must be: any body of bytes (hyper's `Incoming` on
+/// the listeners, in-memory bodies in tests).
+pub(crate) trait ClientBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ClientBody for B
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+}
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -75,9 +90,9 @@ impl Forward<'_> {
 
 /// Handles one request on the public listener. Never fails: every error is turned
 /// into a response here, counted, and logged once.
-pub(crate) async fn handle(
+pub(crate) async fn handle<B: ClientBody>(
     state: Arc<State>,
-    req: Request<Incoming>,
+    req: Request<B>,
     client: SocketAddr,
 ) -> Response<Body> {
     let start = Instant::now();
@@ -128,9 +143,9 @@ fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-async fn dispatch(
+async fn dispatch<B: ClientBody>(
     state: &Arc<State>,
-    req: Request<Incoming>,
+    req: Request<B>,
     client: SocketAddr,
     kind: RequestKind,
     request_id: &str,
@@ -209,9 +224,9 @@ struct Admitted {
 
 /// Every check before forwarding, in order: WebSocket Origin, failure limit of the
 /// client address, credential, route, access, cluster readiness.
-async fn admit(
+async fn admit<B>(
     state: &State,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     client: SocketAddr,
     workflow: &str,
     websocket: bool,
@@ -242,7 +257,7 @@ async fn admit(
 }
 
 /// SPEC §4: a WebSocket handshake from a foreign Origin is refused.
-fn check_origin(state: &State, req: &Request<Incoming>) -> Result<(), ProxyError> {
+fn check_origin<B>(state: &State, req: &Request<B>) -> Result<(), ProxyError> {
     let host = req
         .headers()
         .get(HOST)

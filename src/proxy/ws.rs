@@ -15,7 +15,6 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -35,9 +34,9 @@ use crate::state::State;
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
 
 /// Proxies one WebSocket handshake; on success the relay runs in the background.
-pub(crate) async fn forward(
+pub(crate) async fn forward<B>(
     state: &Arc<State>,
-    mut req: Request<Incoming>,
+    mut req: Request<B>,
     mut fwd: Forward<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let accept = accept_key(req.headers())?;
@@ -124,8 +123,8 @@ fn new_key() -> String {
 /// hop-by-hop headers removed, Host and Origin kept), the subprotocols verbatim, a
 /// fresh key, and no extensions (frames are relayed as they are). Returns it with
 /// its key.
-fn upstream_request(
-    req: &Request<Incoming>,
+fn upstream_request<B>(
+    req: &Request<B>,
     fwd: &Forward<'_>,
 ) -> Result<(Request<Empty<Bytes>>, String), ProxyError> {
     let mut upstream = Request::get(fwd.path_and_query.as_str())

@@ -1,0 +1,245 @@
+//! The HTTP/1.1 wire format toward the scheduler (RFC 9112): the request head the
+//! gateway writes, the response head it reads, and how that response's body is
+//! framed. Pure functions over bytes; the connection that uses them is in `exchange`.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+use super::UpstreamFailure;
+
+/// Most header fields read in one response head.
+const MAX_RESPONSE_HEADERS: usize = 128;
+
+/// How the request body is framed on the wire (RFC 9112 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestFraming {
+    /// No body and no framing header (GET, HEAD and the like without a body).
+    None,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked` (a body of unknown length).
+    Chunked,
+}
+
+impl RequestFraming {
+    /// The framing for a body that has ended already (`end`) or whose exact length is
+    /// `exact`. An empty body of a method that defines one (POST, PUT, PATCH) is
+    /// announced as `Content-Length: 0` (RFC 9110 §8.6).
+    pub(crate) fn new(method: &Method, exact: Option<u64>, end: bool) -> RequestFraming {
+        match exact {
+            _ if end => {
+                if *method == Method::POST || *method == Method::PUT || *method == Method::PATCH {
+                    RequestFraming::Length(0)
+                } else {
+                    RequestFraming::None
+                }
+            }
+            Some(n) => RequestFraming::Length(n),
+            None => RequestFraming::Chunked,
+        }
+    }
+
+    /// True when no body bytes follow the head.
+    pub(crate) fn is_empty(self) -> bool {
+        matches!(self, RequestFraming::None | RequestFraming::Length(0))
+    }
+}
+
+/// Writes the request head into `out`: request line, every header of `headers` but
+/// the framing ones (and `Expect`: the gateway sends the body at once), then the
+/// framing header. `target` must be an origin-form request target.
+pub(crate) fn encode_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) -> Result<(), UpstreamFailure> {
+    // hyper validated the client's target; this keeps a rewritten one honest too.
+    if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(UpstreamFailure::InvalidRequest);
+    }
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == EXPECT {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::None => {}
+        RequestFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResponseFraming {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the scheduler closes the connection.
+    Close,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    /// Status code.
+    pub(crate) status: StatusCode,
+    /// Header fields, hop-by-hop ones included (the caller removes those).
+    pub(crate) headers: HeaderMap,
+    /// How the body that follows is delimited.
+    pub(crate) framing: ResponseFraming,
+    /// Whether the connection may carry another request after this response.
+    pub(crate) keep_alive: bool,
+}
+
+/// Parses a response head at the start of `buf`. `Ok(None)`: incomplete, read more.
+/// On success the head's bytes are taken off `buf`, which then starts with the body.
+/// Header values share the head's buffer (no copy per field).
+pub(crate) fn parse_response_head(
+    buf: &mut BytesMut,
+    request_method: &Method,
+) -> Result<Option<ResponseHead>, UpstreamFailure> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(UpstreamFailure::Protocol("response head too large"))
+        }
+        Err(_) => return Err(UpstreamFailure::Protocol("malformed response head")),
+    };
+    let code = response.code.unwrap_or(0);
+    let status =
+        StatusCode::from_u16(code).map_err(|_| UpstreamFailure::Protocol("invalid status code"))?;
+    let version = if response.version == Some(1) {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    // Where each field lies in the head, so that the head can be frozen and shared.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_RESPONSE_HEADERS];
+    let count = response.headers.len();
+    for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
+        let name = field.name.as_ptr() as usize - base;
+        let value = field.value.as_ptr() as usize - base;
+        *span = (name, field.name.len(), value, field.value.len());
+    }
+    let head: Bytes = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(name, name_len, value, value_len) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name..name + name_len])
+            .map_err(|_| UpstreamFailure::Protocol("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
+            .map_err(|_| UpstreamFailure::Protocol("invalid header value"))?;
+        headers.append(name, value);
+    }
+    let (framing, reusable) = response_framing(request_method, status, &headers)?;
+    let keep_alive = reusable && framing != ResponseFraming::Close && persistent(version, &headers);
+    Ok(Some(ResponseHead {
+        status,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// The body's framing, and whether the framing leaves the connection reusable
+/// (RFC 9112 §6.3; a response with both `Transfer-Encoding` and `Content-Length` is
+/// read by the former and its connection closed afterwards).
+fn response_framing(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Result<(ResponseFraming, bool), UpstreamFailure> {
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((ResponseFraming::Empty, true));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        let last = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .rfind(|coding| !coding.is_empty());
+        let chunked = last.is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"));
+        let framing = if chunked {
+            ResponseFraming::Chunked
+        } else {
+            ResponseFraming::Close
+        };
+        return Ok((framing, !headers.contains_key(CONTENT_LENGTH)));
+    }
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(item.trim_ascii())
+                .ok_or(UpstreamFailure::Protocol("invalid content-length"))?;
+            if length.is_some_and(|seen| seen != n) {
+                return Err(UpstreamFailure::Protocol("conflicting content-length"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => (ResponseFraming::Empty, true),
+        Some(n) => (ResponseFraming::Length(n), true),
+        None => (ResponseFraming::Close, false),
+    })
+}
+
+/// Digits only, no sign, no overflow.
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+/// HTTP/1.1 connections persist unless `Connection: close`; HTTP/1.0 ones only with
+/// `Connection: keep-alive` (RFC 9112 §9.3).
+fn persistent(version: Version, headers: &HeaderMap) -> bool {
+    let has = |token: &[u8]| {
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    };
+    if version == Version::HTTP_11 {
+        !has(b"close")
+    } else {
+        has(b"keep-alive")
+    }
+}
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;

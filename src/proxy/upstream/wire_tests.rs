@@ -1,0 +1,246 @@
+//! Tests of the request head encoding and response head parsing.
+
+use super::*;
+
+fn head(
+    method: &Method,
+    target: &str,
+    headers: &[(&str, &str)],
+    framing: RequestFraming,
+) -> String {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            HeaderValue::from_str(value).expect("value"),
+        );
+    }
+    let mut out = Vec::new();
+    encode_request_head(&mut out, method, target, &map, framing).expect("encodable");
+    String::from_utf8(out).expect("ascii")
+}
+
+#[test]
+fn request_head_keeps_fields_and_sets_its_own_framing() {
+    let text = head(
+        &Method::POST,
+        "/json/x?a=1",
+        &[
+            ("host", "reana.example.org"),
+            ("content-length", "99"),
+            ("transfer-encoding", "chunked"),
+            ("expect", "100-continue"),
+            ("x-a", "1"),
+            ("x-a", "2"),
+        ],
+        RequestFraming::Length(5),
+    );
+    assert_eq!(
+        text,
+        "POST /json/x?a=1 HTTP/1.1\r\nhost: reana.example.org\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
+    );
+    let text = head(
+        &Method::GET,
+        "/status",
+        &[("host", "h")],
+        RequestFraming::None,
+    );
+    assert_eq!(text, "GET /status HTTP/1.1\r\nhost: h\r\n\r\n");
+    let text = head(&Method::PUT, "/", &[], RequestFraming::Chunked);
+    assert_eq!(text, "PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+}
+
+#[test]
+fn request_framing_follows_the_body() {
+    assert_eq!(
+        RequestFraming::new(&Method::GET, Some(0), true),
+        RequestFraming::None
+    );
+    assert_eq!(
+        RequestFraming::new(&Method::POST, Some(0), true),
+        RequestFraming::Length(0)
+    );
+    assert_eq!(
+        RequestFraming::new(&Method::POST, Some(7), false),
+        RequestFraming::Length(7)
+    );
+    assert_eq!(
+        RequestFraming::new(&Method::POST, None, false),
+        RequestFraming::Chunked
+    );
+}
+
+#[test]
+fn targets_that_could_split_the_request_line_are_refused() {
+    for target in ["status", "/a b", "/a\r\nx: y", "/\u{7f}", ""] {
+        let mut out = Vec::new();
+        let result = encode_request_head(
+            &mut out,
+            &Method::GET,
+            target,
+            &HeaderMap::new(),
+            RequestFraming::None,
+        );
+        assert_eq!(result, Err(UpstreamFailure::InvalidRequest), "{target:?}");
+    }
+}
+
+fn parse(text: &str, method: &Method) -> Result<Option<ResponseHead>, UpstreamFailure> {
+    let mut buf = BytesMut::from(text.as_bytes());
+    parse_response_head(&mut buf, method)
+}
+
+fn parsed(text: &str, method: &Method) -> ResponseHead {
+    parse(text, method).expect("valid").expect("complete")
+}
+
+#[test]
+fn response_head_is_parsed_and_taken_off_the_buffer() {
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 301 Moved Permanently\r\nLocation: /status\r\nContent-Length: 3\r\nX-A: 1\r\nX-A: 2\r\n\r\nabcNEXT"[..],
+    );
+    let head = parse_response_head(&mut buf, &Method::GET)
+        .expect("valid")
+        .expect("complete");
+    assert_eq!(head.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(head.headers["location"], "/status");
+    assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
+    assert_eq!(head.framing, ResponseFraming::Length(3));
+    assert!(head.keep_alive);
+    assert_eq!(&buf[..], b"abcNEXT");
+}
+
+#[test]
+fn partial_and_malformed_heads() {
+    assert!(parse("HTTP/1.1 200 OK\r\nContent-Len", &Method::GET)
+        .expect("partial")
+        .is_none());
+    for bad in [
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        "SMTP 220 hello\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+    ] {
+        assert!(parse(bad, &Method::GET).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn framing_per_rfc_9112_section_6_3() {
+    let get = &Method::GET;
+    let cases = [
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+            get,
+            ResponseFraming::Length(10),
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\n\r\n",
+            get,
+            ResponseFraming::Length(4),
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            get,
+            ResponseFraming::Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            get,
+            ResponseFraming::Chunked,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
+            get,
+            ResponseFraming::Chunked,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            get,
+            ResponseFraming::Close,
+            false,
+        ),
+        // Both: the transfer coding wins, and the connection is not reused.
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            get,
+            ResponseFraming::Chunked,
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\n\r\n",
+            get,
+            ResponseFraming::Close,
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+            &Method::HEAD,
+            ResponseFraming::Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 204 No Content\r\n\r\n",
+            get,
+            ResponseFraming::Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+            get,
+            ResponseFraming::Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 100 Continue\r\n\r\n",
+            get,
+            ResponseFraming::Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+            get,
+            ResponseFraming::Length(1),
+            false,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+            get,
+            ResponseFraming::Length(1),
+            false,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n",
+            get,
+            ResponseFraming::Length(1),
+            true,
+        ),
+    ];
+    for (text, method, framing, keep_alive) in cases {
+        let head = parsed(text, method);
+        assert_eq!(
+            (head.framing, head.keep_alive),
+            (framing, keep_alive),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn decimal_lengths() {
+    assert_eq!(parse_decimal(b"0"), Some(0));
+    assert_eq!(parse_decimal(b"18446744073709551615"), None, "20 digits");
+    assert_eq!(
+        parse_decimal(b"999999999999999999"),
+        Some(999_999_999_999_999_999)
+    );
+    assert_eq!(parse_decimal(b"+1"), None);
+    assert_eq!(parse_decimal(b""), None);
+}
