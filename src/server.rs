@@ -16,7 +16,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -170,6 +169,30 @@ where
     }
 }
 
+/// The hyper service of one connection: the handler, with the client's address, and
+/// a flag set when the first request head has arrived.
+struct ConnService<H> {
+    handler: H,
+    peer: SocketAddr,
+    started: Arc<AtomicBool>,
+}
+
+impl<H, F> hyper::service::Service<Request<Incoming>> for ConnService<H>
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F,
+    F: Future<Output = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        futures_util::future::Map<F, fn(Response<Body>) -> Result<Response<Body>, Infallible>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.started.store(true, Ordering::Relaxed);
+        futures_util::FutureExt::map((self.handler)(req, self.peer), Ok)
+    }
+}
+
 /// Serves `listener` until `stop` is cancelled, then waits up to `grace` for open
 /// HTTP connections to finish (upgraded connections are tracked by their owner).
 pub(crate) async fn serve<H, F>(
@@ -203,14 +226,11 @@ pub(crate) async fn serve<H, F>(
         // lives on the header-read budget (hyper's own timer only starts once it has
         // told HTTP/1 from HTTP/2, so a silent client would otherwise stay forever).
         let started = Arc::new(AtomicBool::new(false));
-        let handler = handler.clone();
-        let seen = Arc::clone(&started);
-        let service = tower::service_fn(move |req: Request<Incoming>| {
-            seen.store(true, Ordering::Relaxed);
-            let response = handler(req, peer);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let service = TowerToHyperService::new(service);
+        let service = ConnService {
+            handler: handler.clone(),
+            peer,
+            started: Arc::clone(&started),
+        };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let budget = settings.header_read_timeout;

@@ -189,13 +189,21 @@ enum Via<'a> {
 /// Three non-empty base64url segments separated by dots (a JWS compact
 /// serialization). REANA access tokens are single base64url strings.
 pub fn looks_like_jwt(token: &str) -> bool {
-    let parts: Vec<&str> = token.split('.').collect();
-    parts.len() == 3
-        && parts[..2].iter().all(|p| !p.is_empty())
-        && parts.iter().all(|p| {
-            p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    // One pass: base64url bytes and exactly two dots, the first two parts non-empty.
+    let mut dots = [0usize; 2];
+    let mut count = 0;
+    for (i, b) in token.bytes().enumerate() {
+        if b == b'.' {
+            if count == 2 {
+                return false;
+            }
+            dots[count] = i;
+            count += 1;
+        } else if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return false;
+        }
+    }
+    count == 2 && dots[0] > 0 && dots[1] > dots[0] + 1
 }
 
 #[cfg(test)]

@@ -44,6 +44,14 @@ const MAX_REQUEST_ID: usize = 128;
 /// A client can name any header in `Connection`, so call this before adding the
 /// gateway's own headers (e.g. [`set_forwarded`]).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none (or only `Connection`): one pass over the names
+    // instead of a lookup per hop-by-hop name.
+    if !headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(&name.as_str()))
+    {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()

@@ -2,6 +2,8 @@
 //! gateway writes, the response head it reads, and how that response's body is
 //! framed. Pure functions over bytes; the connection that uses them is in `exchange`.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -119,9 +121,15 @@ pub(crate) fn parse_response_head(
     buf: &mut BytesMut,
     request_method: &Method,
 ) -> Result<Option<ResponseHead>, UpstreamFailure> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf) {
+    let mut fields =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
@@ -137,21 +145,19 @@ pub(crate) fn parse_response_head(
     } else {
         Version::HTTP_10
     };
-    // Where each field lies in the head, so that the head can be frozen and shared.
+    // Names are made now; values after the head is frozen, as slices of it.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_RESPONSE_HEADERS];
-    let count = response.headers.len();
-    for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
-        let name = field.name.as_ptr() as usize - base;
-        let value = field.value.as_ptr() as usize - base;
-        *span = (name, field.name.len(), value, field.value.len());
+    let mut named = Vec::with_capacity(response.headers.len());
+    for field in response.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| UpstreamFailure::Protocol("invalid header name"))?;
+        let start = field.value.as_ptr() as usize - base;
+        named.push((name, start, start + field.value.len()));
     }
     let head: Bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name, name_len, value, value_len) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name..name + name_len])
-            .map_err(|_| UpstreamFailure::Protocol("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
+    let mut headers = HeaderMap::with_capacity(named.len());
+    for (name, start, end) in named {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| UpstreamFailure::Protocol("invalid header value"))?;
         headers.append(name, value);
     }

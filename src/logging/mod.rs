@@ -3,14 +3,16 @@
 //! and trace level (headers, cookies, `Sec-WebSocket-Protocol`) are capped at info,
 //! so no level setting can put a credential or a Bokeh session token in the log.
 //!
-//! Lines are formatted where they happen and written by a thread of their own through
-//! a buffer that is flushed whenever no line waits, so the access log costs a request
-//! no system call. Should stdout fall behind by [`BUFFERED_LINES`], further lines are
-//! dropped rather than stalling requests, and counted ([`DroppedLines`]).
+//! Lines are formatted where they happen and written in batches by a thread of their
+//! own (`batch`), so the access log costs a request neither a system call nor a
+//! wake-up. Should stdout fall behind by [`BUFFERED_LINES`], further lines are dropped
+//! rather than stalling requests, and counted ([`DroppedLines`]).
 
-use std::io::{BufWriter, IsTerminal};
+mod batch;
+mod text;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{ConfigError, LogConfig, LogFormat};
@@ -28,15 +30,11 @@ const CAPPED: [&str; 6] = [
 /// Lines waiting for stdout before new ones are dropped.
 pub const BUFFERED_LINES: usize = 64 * 1024;
 
-/// Bytes gathered before a write to stdout (a write also happens whenever no line
-/// waits).
-const WRITE_BUFFER: usize = 64 * 1024;
-
 /// The log writer thread: dropping this flushes what is buffered and ends it.
 #[derive(Debug)]
 pub struct LogOutput {
-    _worker: WorkerGuard,
-    dropped: ErrorCounter,
+    _worker: batch::BatchGuard,
+    dropped: batch::BatchWriter,
 }
 
 impl LogOutput {
@@ -48,12 +46,12 @@ impl LogOutput {
 
 /// A live count of log lines dropped because stdout did not keep up.
 #[derive(Debug, Clone)]
-pub struct DroppedLines(ErrorCounter);
+pub struct DroppedLines(batch::BatchWriter);
 
 impl DroppedLines {
     /// Lines dropped so far.
     pub fn get(&self) -> u64 {
-        u64::try_from(self.0.dropped_lines()).unwrap_or(u64::MAX)
+        self.0.dropped()
     }
 }
 
@@ -75,20 +73,19 @@ pub fn check(config: &LogConfig) -> Result<(), ConfigError> {
 /// a subscriber is already installed.
 pub fn init(config: &LogConfig) -> Result<LogOutput, String> {
     let filter = filter(config).map_err(|e| e.to_string())?;
-    let (writer, worker) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name("ddg-log")
-        .finish(BufWriter::with_capacity(WRITE_BUFFER, std::io::stdout()));
-    let dropped = writer.error_counter();
+    let (writer, worker) = batch::start(std::io::stdout(), BUFFERED_LINES)
+        .map_err(|e| format!("cannot start the log writer: {e}"))?;
+    let dropped = writer.clone();
+    // Colours only for a person at a terminal, not in `kubectl logs`.
+    let ansi = std::io::stdout().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
-        // Colours only for a person at a terminal, not in `kubectl logs`.
-        .with_ansi(std::io::stdout().is_terminal())
+        .with_ansi(ansi)
         .with_writer(writer);
     let result = match config.format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text if ansi => builder.try_init(),
+        LogFormat::Text => builder.event_format(text::Text).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     result.map_err(|e| e.to_string())?;
