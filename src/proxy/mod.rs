@@ -30,6 +30,9 @@ use path::Target;
 
 pub use relay::{relay, relay_checked, Recheck, RelayEnd, RelayLimits};
 
+#[cfg(test)]
+mod service_tests;
+
 /// What a client's request body must be: any body of bytes (hyper's `Incoming` on
 /// the listeners, in-memory bodies in tests).
 pub(crate) trait ClientBody:

@@ -1,0 +1,355 @@
+//! The request path without a socket: requests go straight into `handle`, and the
+//! scheduler is a fake behind the `Upstream` trait that records what reached it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+
+use super::upstream::{Outgoing, SendFuture, Upstream, UpstreamFailure};
+use crate::auth::Authenticator;
+use crate::body::{full, Body};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::routes::{Route, RouteTable};
+use crate::state::State;
+
+const SECRET: &str = "service-test-secret-0123456789abcdef";
+const CLIENT: &str = "192.0.2.7:50000";
+
+/// What the fake scheduler answers.
+#[derive(Clone)]
+enum Answer {
+    /// A response with these headers and body.
+    Respond(StatusCode, Vec<(&'static str, &'static str)>, &'static str),
+    /// A failure.
+    Fail(UpstreamFailure),
+    /// Nothing, ever.
+    Hang,
+}
+
+/// A request as the scheduler received it.
+#[derive(Debug)]
+struct Seen {
+    addr: String,
+    method: Method,
+    target: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+struct Fake {
+    answer: Answer,
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl Upstream for Fake {
+    fn send<'a>(&'a self, addr: &'a str, request: Outgoing) -> SendFuture<'a> {
+        Box::pin(async move {
+            let Outgoing {
+                method,
+                target,
+                headers,
+                body,
+            } = request;
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            self.seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Seen {
+                    addr: addr.to_owned(),
+                    method,
+                    target,
+                    headers,
+                    body,
+                });
+            match self.answer.clone() {
+                Answer::Respond(status, headers, body) => {
+                    let mut response = Response::new(full(body));
+                    *response.status_mut() = status;
+                    for (name, value) in headers {
+                        response
+                            .headers_mut()
+                            .append(name, http::HeaderValue::from_static(value));
+                    }
+                    Ok(response)
+                }
+                Answer::Fail(failure) => Err(failure),
+                Answer::Hang => std::future::pending().await,
+            }
+        })
+    }
+}
+
+/// A gateway state with one route (`w1`, owned by alice) to the fake.
+struct Harness {
+    state: Arc<State>,
+    fake: Arc<Fake>,
+    config: Config,
+}
+
+impl Harness {
+    fn new(answer: Answer) -> Harness {
+        let text = format!(
+            "[auth]\ncookie_secure = false\n[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\n\
+             [upstream]\nresponse_timeout = \"2s\"\n[discovery]\nkind = \"static\"\n"
+        );
+        let config = Config::from_toml(&text).expect("valid config");
+        let auth = Arc::new(Authenticator::new(&config.auth).expect("verifiers"));
+        let routes = Arc::new(RouteTable::new());
+        routes.upsert(Route {
+            workflow: "w1".into(),
+            upstream: "10.0.0.1:8787".into(),
+            owner: "alice".into(),
+            ready: true,
+        });
+        let mut state = State::new(
+            &config,
+            auth,
+            routes,
+            Arc::new(Metrics::new()),
+            Readiness::new(),
+        );
+        let fake = Arc::new(Fake {
+            answer,
+            seen: Mutex::new(Vec::new()),
+        });
+        state.client = Arc::clone(&fake) as Arc<dyn Upstream>;
+        Harness {
+            state: Arc::new(state),
+            fake,
+            config,
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        let jwt = self.config.auth.jwt.as_ref().expect("jwt config");
+        crate::auth::jwt::mint(jwt, user, Duration::from_secs(600)).expect("token")
+    }
+
+    async fn send(&self, req: Request<Body>) -> Response<Body> {
+        let client: SocketAddr = CLIENT.parse().expect("addr");
+        let handled = super::handle(Arc::clone(&self.state), req, client);
+        tokio::time::timeout(Duration::from_secs(10), handled)
+            .await
+            .expect("answered")
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        std::mem::take(
+            &mut *self
+                .fake
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+}
+
+fn ok(headers: Vec<(&'static str, &'static str)>) -> Answer {
+    Answer::Respond(StatusCode::OK, headers, "dashboard")
+}
+
+fn get(uri: &str) -> http::request::Builder {
+    Request::get(uri).header(HOST, "reana.example.org")
+}
+
+async fn body_of(response: Response<Body>) -> Bytes {
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+}
+
+#[tokio::test]
+async fn an_owner_reaches_the_scheduler_without_any_credential() {
+    let h = Harness::new(ok(vec![
+        ("content-type", "text/html"),
+        ("connection", "close, x-secret-hop"),
+        ("x-secret-hop", "1"),
+        ("keep-alive", "timeout=5"),
+    ]));
+    let token = h.token("alice");
+    let req = get("/w1/dashboard/individual-plots.json?a=1&b=2")
+        .header(
+            COOKIE,
+            format!("_xsrf=x1; dask_dashboard_token={token}; session=reana"),
+        )
+        .header("referer", "https://reana.example.org/")
+        .body(full(""))
+        .expect("request");
+    let response = h.send(req).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(body_of(response).await, "dashboard");
+    assert_eq!(headers["content-type"], "text/html");
+    for hop in ["connection", "x-secret-hop", "keep-alive"] {
+        assert!(!headers.contains_key(hop), "{hop} reached the client");
+    }
+    assert!(headers.contains_key("x-request-id"));
+
+    let seen = h.seen();
+    assert_eq!(seen.len(), 1);
+    let up = &seen[0];
+    assert_eq!(up.addr, "10.0.0.1:8787");
+    assert_eq!(up.method, Method::GET);
+    assert_eq!(up.target, "/individual-plots.json?a=1&b=2");
+    assert_eq!(up.headers[HOST], "reana.example.org");
+    assert_eq!(up.headers[COOKIE], "_xsrf=x1");
+    assert!(!up.headers.contains_key(AUTHORIZATION));
+    assert_eq!(up.headers["x-forwarded-for"], "192.0.2.7");
+    assert_eq!(up.headers["x-forwarded-proto"], "http");
+    assert_eq!(up.headers["x-forwarded-prefix"], "/w1/dashboard");
+    assert_eq!(up.headers["x-request-id"], headers["x-request-id"]);
+    let all = format!("{:?}", up.headers);
+    assert!(!all.contains(&token) && !all.contains("reana\""), "{all}");
+}
+
+#[tokio::test]
+async fn credentials_in_a_header_or_the_query_are_not_forwarded_and_a_body_is() {
+    let h = Harness::new(ok(vec![]));
+    let bearer = Request::post("/dashboard/w1/api/v1/retire_workers?n=1")
+        .header(AUTHORIZATION, format!("Bearer {}", h.token("alice")));
+    let query = format!(
+        "/dashboard/w1/api/v1/retire_workers?access_token={}&n=1",
+        h.token("alice")
+    );
+    for req in [bearer, Request::post(query.as_str())] {
+        let req = req
+            .header(HOST, "reana.example.org")
+            .body(full("{\"n\": 1}"))
+            .expect("request");
+        assert_eq!(h.send(req).await.status(), StatusCode::OK);
+        let seen = h.seen();
+        assert_eq!(seen[0].method, Method::POST);
+        assert_eq!(seen[0].target, "/api/v1/retire_workers?n=1");
+        assert_eq!(seen[0].body, "{\"n\": 1}");
+        assert!(!seen[0].headers.contains_key(AUTHORIZATION));
+    }
+}
+
+#[tokio::test]
+async fn location_is_rewritten_into_the_prefix_the_request_came_in_on() {
+    let h = Harness::new(Answer::Respond(
+        StatusCode::MOVED_PERMANENTLY,
+        vec![("location", "/status")],
+        "",
+    ));
+    let cookie = format!("dask_dashboard_token={}", h.token("alice"));
+    for (path, prefix) in [
+        ("/dashboard/w1/x", "/dashboard/w1"),
+        ("/w1/dashboard/x", "/w1/dashboard"),
+    ] {
+        let req = get(path)
+            .header(COOKIE, &cookie)
+            .body(full(""))
+            .expect("request");
+        let response = h.send(req).await;
+        assert_eq!(
+            response.headers()[LOCATION],
+            format!("{prefix}/status").as_str()
+        );
+    }
+}
+
+#[tokio::test]
+async fn refused_requests_never_reach_the_scheduler() {
+    let h = Harness::new(ok(vec![]));
+    let cases = [
+        (get("/dashboard/w1/status"), StatusCode::UNAUTHORIZED),
+        (
+            get("/dashboard/w1/status").header(
+                COOKIE,
+                format!("dask_dashboard_token={}", h.token("mallory")),
+            ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            get("/dashboard/w1/status").header(COOKIE, "dask_dashboard_token=not.a.jwt"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            get("/dashboard/w2/status")
+                .header(COOKIE, format!("dask_dashboard_token={}", h.token("alice"))),
+            StatusCode::NOT_FOUND,
+        ),
+        (get("/dashboard/bad%2fid/status"), StatusCode::NOT_FOUND),
+    ];
+    for (req, status) in cases {
+        let response = h.send(req.body(full("")).expect("request")).await;
+        assert_eq!(response.status(), status);
+        if status == StatusCode::UNAUTHORIZED {
+            assert!(response.headers().contains_key(WWW_AUTHENTICATE));
+        }
+    }
+    assert!(h.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_query_token_becomes_a_cookie_and_a_clean_redirect() {
+    let h = Harness::new(ok(vec![]));
+    let uri = format!("/dashboard/w1/status?x=1&access_token={}", h.token("alice"));
+    let response = h.send(get(&uri).body(full("")).expect("request")).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/dashboard/w1/status?x=1");
+    let cookie = response.headers()[SET_COOKIE].to_str().expect("ascii");
+    assert!(cookie.starts_with("dask_dashboard_token=") && cookie.contains("Path=/dashboard/w1"));
+    assert!(h.seen().is_empty());
+}
+
+#[tokio::test]
+async fn scheduler_failures_map_to_gateway_errors() {
+    let cases = [
+        (
+            Answer::Fail(UpstreamFailure::Connect(
+                std::io::ErrorKind::ConnectionRefused,
+            )),
+            StatusCode::BAD_GATEWAY,
+        ),
+        (
+            Answer::Fail(UpstreamFailure::Protocol("malformed response head")),
+            StatusCode::BAD_GATEWAY,
+        ),
+        (
+            Answer::Fail(UpstreamFailure::Io(std::io::ErrorKind::ConnectionReset)),
+            StatusCode::BAD_GATEWAY,
+        ),
+        (
+            Answer::Fail(UpstreamFailure::RequestBody),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (answer, status) in cases {
+        let h = Harness::new(answer);
+        let cookie = format!("dask_dashboard_token={}", h.token("alice"));
+        let req = get("/dashboard/w1/status")
+            .header(COOKIE, cookie)
+            .body(full(""))
+            .expect("request");
+        assert_eq!(h.send(req).await.status(), status);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduler_that_never_answers_is_a_504_at_the_response_timeout() {
+    let h = Harness::new(Answer::Hang);
+    let cookie = format!("dask_dashboard_token={}", h.token("alice"));
+    let req = get("/dashboard/w1/status")
+        .header(COOKIE, cookie)
+        .body(full(""))
+        .expect("request");
+    let started = tokio::time::Instant::now();
+    assert_eq!(h.send(req).await.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
