@@ -52,10 +52,18 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     {
         return;
     }
+    // Connection options that are no header of their own, or removed below anyway,
+    // cost no lookup (`keep-alive` and `close` are nearly all there is).
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .flat_map(list_items)
+        .filter(|token| {
+            !token.eq_ignore_ascii_case(b"close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|hop| token.eq_ignore_ascii_case(hop.as_bytes()))
+        })
         .filter_map(|token| HeaderName::from_bytes(token).ok())
         .collect();
     for name in named {
@@ -103,8 +111,8 @@ pub fn set_forwarded(
     host: Option<&HeaderValue>,
     prefix: &str,
 ) {
-    let ip = client_ip.to_string();
-    let mut chain: Vec<u8> = Vec::new();
+    use std::io::Write as _;
+    let mut chain: Vec<u8> = Vec::with_capacity(48);
     for value in headers.get_all(&X_FORWARDED_FOR) {
         let value = value.as_bytes().trim_ascii();
         if !value.is_empty() {
@@ -112,11 +120,17 @@ pub fn set_forwarded(
             chain.extend_from_slice(b", ");
         }
     }
-    chain.extend_from_slice(ip.as_bytes());
-    let forwarded_for = HeaderValue::from_bytes(&chain)
-        .or_else(|_| HeaderValue::from_str(&ip))
+    let _ = write!(chain, "{client_ip}");
+    // A listed value that is no valid header value leaves just the client's address.
+    let forwarded_for = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain))
+        .or_else(|_| HeaderValue::from_str(&client_ip.to_string()))
         .ok();
-    let (proto, prefix) = (HeaderValue::from_str(proto), HeaderValue::from_str(prefix));
+    let proto = match proto {
+        "http" => Ok(HeaderValue::from_static("http")),
+        "https" => Ok(HeaderValue::from_static("https")),
+        other => HeaderValue::from_str(other),
+    };
+    let prefix = HeaderValue::from_str(prefix);
     replace(headers, X_FORWARDED_FOR, forwarded_for);
     replace(headers, X_FORWARDED_PROTO, proto.ok());
     replace(headers, X_FORWARDED_HOST, host.cloned());
@@ -152,14 +166,12 @@ pub fn header_bytes(headers: &HeaderMap) -> usize {
 ///
 /// Visible characters are RFC 9110 §5.5 `VCHAR` without obs-text; only the first
 /// `X-Request-Id` header is considered.
-pub fn request_id(headers: &HeaderMap) -> Option<String> {
-    let bytes = headers.get(&X_REQUEST_ID)?.as_bytes();
+pub fn request_id(headers: &HeaderMap) -> Option<&HeaderValue> {
+    let value = headers.get(&X_REQUEST_ID)?;
+    let bytes = value.as_bytes();
     let valid = (1..=MAX_REQUEST_ID).contains(&bytes.len())
         && bytes.iter().all(|b| (0x21..=0x7e).contains(b));
-    if !valid {
-        return None;
-    }
-    std::str::from_utf8(bytes).ok().map(str::to_owned)
+    valid.then_some(value)
 }
 
 /// True when the client prefers HTML: an `Accept` header containing `text/html`.
@@ -372,8 +384,9 @@ mod tests {
             (&too_long, None), ("", None), ("a b", None), ("a\tb", None),
         ];
         for (value, want) in cases {
-            let got = request_id(&map(&[("X-Request-Id", value)]));
-            assert_eq!(got.as_deref(), *want, "{value:?}");
+            let headers = map(&[("X-Request-Id", value)]);
+            let got = request_id(&headers).map(|v| v.to_str().expect("visible ascii"));
+            assert_eq!(got, *want, "{value:?}");
         }
         assert_eq!(request_id(&HeaderMap::new()), None);
         let mut headers = HeaderMap::new();

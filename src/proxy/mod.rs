@@ -65,7 +65,7 @@ pub(crate) struct Forward<'a> {
     path_and_query: String,
     client_ip: IpAddr,
     proto: &'static str,
-    request_id: &'a str,
+    request_id: &'a HeaderValue,
     cookie_name: &'a str,
     /// When the caller's credential expires (closes WebSockets).
     deadline: Option<tokio::time::Instant>,
@@ -85,9 +85,7 @@ impl Forward<'_> {
             host.as_ref(),
             self.prefix,
         );
-        if let Ok(id) = HeaderValue::from_str(self.request_id) {
-            headers.insert(X_REQUEST_ID.clone(), id);
-        }
+        headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
     }
 }
 
@@ -99,9 +97,13 @@ pub(crate) async fn handle<B: ClientBody>(
     client: SocketAddr,
 ) -> Response<Body> {
     let start = Instant::now();
-    let request_id = headers::request_id(req.headers()).unwrap_or_else(new_request_id);
+    let request_id = match headers::request_id(req.headers()) {
+        Some(id) => id.clone(),
+        None => new_request_id(),
+    };
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // The URI shares the request head's buffer: kept for the log without a copy.
+    let uri = req.uri().clone();
     let html = headers::wants_html(req.headers());
     let kind = if headers::is_websocket_upgrade(req.method(), req.headers()) {
         RequestKind::WebSocket
@@ -110,10 +112,11 @@ pub(crate) async fn handle<B: ClientBody>(
     };
     let mut outcome = Outcome::default();
     let result = dispatch(&state, req, client, kind, &request_id, &mut outcome).await;
+    let id = request_id.to_str().unwrap_or("-");
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
-            tracing::debug!(request_id, error = error.as_label(), "request refused");
+            tracing::debug!(request_id = id, error = error.as_label(), "request refused");
             let ctx = ErrorContext {
                 html,
                 public_url: state.auth_config.public_url(),
@@ -121,17 +124,14 @@ pub(crate) async fn handle<B: ClientBody>(
             error.into_response(&ctx)
         }
     };
-    if let Ok(id) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    }
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
     state.metrics.request(kind, status, elapsed);
     tracing::info!(
         target: "access",
-        request_id,
+        request_id = id,
         method = %method,
-        path,
+        path = uri.path(),
         status,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         user = outcome.user.as_deref().unwrap_or("-"),
@@ -140,10 +140,21 @@ pub(crate) async fn handle<B: ClientBody>(
         websocket = kind == RequestKind::WebSocket,
     );
     response
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id);
+    response
 }
 
-fn new_request_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+/// 32 random hexadecimal digits.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bits = rand::random::<u128>();
+    let mut id = [0u8; 32];
+    for digit in id.iter_mut().rev() {
+        *digit = HEX[(bits & 0xf) as usize];
+        bits >>= 4;
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 async fn dispatch<B: ClientBody>(
@@ -151,7 +162,7 @@ async fn dispatch<B: ClientBody>(
     req: Request<B>,
     client: SocketAddr,
     kind: RequestKind,
-    request_id: &str,
+    request_id: &HeaderValue,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, ProxyError> {
     if headers::header_bytes(req.headers()) > state.upstream.max_header_bytes {

@@ -29,6 +29,10 @@ use chunked::Chunked;
 use pool::{Conn, Pool};
 use wire::{RequestFraming, ResponseFraming, ResponseHead};
 
+/// Bodies up to this size that arrive with their head are copied out of the read
+/// buffer rather than split off it.
+const COPY_BODY: usize = 16 * 1024;
+
 /// The body of a request on its way to a scheduler.
 pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -164,8 +168,16 @@ impl Http1Client {
                 empty()
             }
             ResponseFraming::Length(n) if conn.buf.len() as u64 >= n => {
-                // The whole body came with the head: free the connection now.
-                let data = conn.buf.split_to(n as usize).freeze();
+                // The whole body came with the head: free the connection now. A small
+                // body is copied out, so that the connection keeps its buffer.
+                let n = n as usize;
+                let data = if n <= COPY_BODY {
+                    let data = Bytes::copy_from_slice(&conn.buf[..n]);
+                    bytes::Buf::advance(&mut conn.buf, n);
+                    data
+                } else {
+                    conn.buf.split_to(n).freeze()
+                };
                 if keep_alive {
                     self.pool.put(conn);
                 }

@@ -4,7 +4,7 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
@@ -116,7 +116,8 @@ pub(crate) struct ResponseHead {
 
 /// Parses a response head at the start of `buf`. `Ok(None)`: incomplete, read more.
 /// On success the head's bytes are taken off `buf`, which then starts with the body.
-/// Header values share the head's buffer (no copy per field).
+/// Header values share one copy of the head (no copy per field), so that `buf` stays
+/// the connection's own, to be reused by its next response.
 pub(crate) fn parse_response_head(
     buf: &mut BytesMut,
     request_method: &Method,
@@ -154,7 +155,8 @@ pub(crate) fn parse_response_head(
         let start = field.value.as_ptr() as usize - base;
         named.push((name, start, start + field.value.len()));
     }
-    let head: Bytes = buf.split_to(len).freeze();
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    buf.advance(len);
     let mut headers = HeaderMap::with_capacity(named.len());
     for (name, start, end) in named {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
