@@ -189,21 +189,20 @@ enum Via<'a> {
 /// Three non-empty base64url segments separated by dots (a JWS compact
 /// serialization). REANA access tokens are single base64url strings.
 pub fn looks_like_jwt(token: &str) -> bool {
-    // One pass: base64url bytes and exactly two dots, the first two parts non-empty.
-    let mut dots = [0usize; 2];
-    let mut count = 0;
-    for (i, b) in token.bytes().enumerate() {
-        if b == b'.' {
-            if count == 2 {
-                return false;
-            }
-            dots[count] = i;
-            count += 1;
-        } else if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return false;
-        }
+    let bytes = token.as_bytes();
+    // Whole-slice passes without early exits: the compiler runs them on vectors, and
+    // a token is checked on every request.
+    let alphabet = bytes.iter().fold(true, |ok, &b| {
+        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+        let digit = b.wrapping_sub(b'0') < 10;
+        ok & (letter | digit | (b == b'-') | (b == b'_') | (b == b'.'))
+    });
+    if !alphabet || bytes.iter().filter(|&&b| b == b'.').count() != 2 {
+        return false;
     }
-    count == 2 && dots[0] > 0 && dots[1] > dots[0] + 1
+    let first = bytes.iter().position(|&b| b == b'.');
+    let last = bytes.iter().rposition(|&b| b == b'.');
+    matches!((first, last), (Some(first), Some(last)) if first > 0 && last > first + 1)
 }
 
 #[cfg(test)]
@@ -240,6 +239,11 @@ mod tests {
         assert!(!looks_like_jwt("a.b.c.d"));
         assert!(!looks_like_jwt("a..c"));
         assert!(!looks_like_jwt("a.b+c.d"));
+        assert!(!looks_like_jwt(".b.c"));
+        assert!(!looks_like_jwt("a.b.c@"));
+        assert!(!looks_like_jwt("a.b.c\u{e9}"));
+        assert!(!looks_like_jwt("a.b.c{")); // `{` is `[` | 0x20
+        assert!(!looks_like_jwt(""));
     }
 
     #[tokio::test]

@@ -3,7 +3,10 @@
 
 use std::net::IpAddr;
 
-use http::header::{ACCEPT, CONNECTION, UPGRADE};
+use http::header::{
+    ACCEPT, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::path::same_authority;
@@ -21,16 +24,17 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Hop-by-hop headers always removed (RFC 9110 §7.6.1; `Keep-Alive` and the non-standard
 /// `Proxy-Connection` are HTTP/1.0 leftovers, RFC 9112 Appendix C.2.2).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+/// Names, not strings: a lookup by name hashes without parsing it first.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
 ];
 
 /// The longest request id taken from a client.
@@ -46,10 +50,7 @@ const MAX_REQUEST_ID: usize = 128;
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none (or only `Connection`): one pass over the names
     // instead of a lookup per hop-by-hop name.
-    if !headers
-        .keys()
-        .any(|name| HOP_BY_HOP.contains(&name.as_str()))
-    {
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
     // Connection options that are no header of their own, or removed below anyway,
@@ -62,14 +63,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             !token.eq_ignore_ascii_case(b"close")
                 && !HOP_BY_HOP
                     .iter()
-                    .any(|hop| token.eq_ignore_ascii_case(hop.as_bytes()))
+                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str().as_bytes()))
         })
         .filter_map(|token| HeaderName::from_bytes(token).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
