@@ -5,7 +5,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 use super::UpstreamFailure;
@@ -146,15 +146,31 @@ pub(crate) fn parse_response_head(
     } else {
         Version::HTTP_10
     };
-    // Names are made now; values after the head is frozen, as slices of it.
+    let fields = &*response.headers;
+    // The framing is read off the raw fields; the hop-by-hop ones (RFC 9110 §7.6.1)
+    // end here, as no header map is built for them.
+    let (framing, reusable) = response_framing(request_method, status, fields)?;
+    let keep_alive = reusable && framing != ResponseFraming::Close && persistent(version, fields);
+    // `Connection` seldom names a field of its own (`keep-alive` and `close` are
+    // options): only then is each name compared with its list.
+    let lists_fields = items(fields, b"connection").any(|t| {
+        !t.eq_ignore_ascii_case(b"close") && !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h))
+    });
     let base = buf.as_ptr() as usize;
-    let mut named = Vec::with_capacity(response.headers.len());
-    for field in response.headers.iter() {
+    let mut named = Vec::with_capacity(fields.len());
+    for field in fields {
+        let name = field.name.as_bytes();
+        if HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+            || (lists_fields && listed(name, fields))
+        {
+            continue;
+        }
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| UpstreamFailure::Protocol("invalid header name"))?;
         let start = field.value.as_ptr() as usize - base;
         named.push((name, start, start + field.value.len()));
     }
+    // Values share one copy of the head.
     let head = Bytes::copy_from_slice(&buf[..len]);
     buf.advance(len);
     let mut headers = HeaderMap::with_capacity(named.len());
@@ -163,8 +179,6 @@ pub(crate) fn parse_response_head(
             .map_err(|_| UpstreamFailure::Protocol("invalid header value"))?;
         headers.append(name, value);
     }
-    let (framing, reusable) = response_framing(request_method, status, &headers)?;
-    let keep_alive = reusable && framing != ResponseFraming::Close && persistent(version, &headers);
     Ok(Some(ResponseHead {
         status,
         headers,
@@ -173,13 +187,52 @@ pub(crate) fn parse_response_head(
     }))
 }
 
+/// Hop-by-hop header names (RFC 9110 §7.6.1; `Keep-Alive` and `Proxy-Connection`
+/// from RFC 9112 Appendix C.2.2).
+const HOP_BY_HOP: [&[u8]; 9] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+];
+
+/// The comma-separated items of every field named `name`, trimmed, empty ones left
+/// out.
+fn items<'a>(
+    fields: &'a [httparse::Header<'a>],
+    name: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    fields
+        .iter()
+        .filter(move |f| f.name.as_bytes().eq_ignore_ascii_case(name))
+        .flat_map(|f| f.value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|item| !item.is_empty())
+}
+
+fn has(fields: &[httparse::Header<'_>], name: &[u8]) -> bool {
+    fields
+        .iter()
+        .any(|f| f.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Whether a `Connection` field lists `name` (then it is for this hop only).
+fn listed(name: &[u8], fields: &[httparse::Header<'_>]) -> bool {
+    items(fields, b"connection").any(|listed| listed.eq_ignore_ascii_case(name))
+}
+
 /// The body's framing, and whether the framing leaves the connection reusable
 /// (RFC 9112 §6.3; a response with both `Transfer-Encoding` and `Content-Length` is
 /// read by the former and its connection closed afterwards).
 fn response_framing(
     method: &Method,
     status: StatusCode,
-    headers: &HeaderMap,
+    fields: &[httparse::Header<'_>],
 ) -> Result<(ResponseFraming, bool), UpstreamFailure> {
     if *method == Method::HEAD
         || status.is_informational()
@@ -188,24 +241,21 @@ fn response_framing(
     {
         return Ok((ResponseFraming::Empty, true));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .rfind(|coding| !coding.is_empty());
-        let chunked = last.is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"));
-        let framing = if chunked {
+    if has(fields, b"transfer-encoding") {
+        let last = items(fields, b"transfer-encoding").last();
+        let framing = if last.is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked")) {
             ResponseFraming::Chunked
         } else {
             ResponseFraming::Close
         };
-        return Ok((framing, !headers.contains_key(CONTENT_LENGTH)));
+        return Ok((framing, !has(fields, b"content-length")));
     }
     let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
+    for field in fields
+        .iter()
+        .filter(|f| f.name.as_bytes().eq_ignore_ascii_case(b"content-length"))
+    {
+        for item in field.value.split(|&b| b == b',') {
             let n = parse_decimal(item.trim_ascii())
                 .ok_or(UpstreamFailure::Protocol("invalid content-length"))?;
             if length.is_some_and(|seen| seen != n) {
@@ -233,18 +283,12 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 
 /// HTTP/1.1 connections persist unless `Connection: close`; HTTP/1.0 ones only with
 /// `Connection: keep-alive` (RFC 9112 §9.3).
-fn persistent(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &[u8]| {
-        headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    };
+fn persistent(version: Version, fields: &[httparse::Header<'_>]) -> bool {
+    let mut options = items(fields, b"connection");
     if version == Version::HTTP_11 {
-        !has(b"close")
+        !options.any(|t| t.eq_ignore_ascii_case(b"close"))
     } else {
-        has(b"keep-alive")
+        options.any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
     }
 }
 

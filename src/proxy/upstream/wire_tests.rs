@@ -244,3 +244,15 @@ fn decimal_lengths() {
     assert_eq!(parse_decimal(b"+1"), None);
     assert_eq!(parse_decimal(b""), None);
 }
+
+#[test]
+fn hop_by_hop_fields_stop_at_the_parser() {
+    let head = parsed(
+        "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\n\
+         Content-Type: text/html\r\nContent-Length: 0\r\nTE: trailers\r\nUpgrade: h2c\r\n\r\n",
+        &Method::GET,
+    );
+    let names: Vec<&str> = head.headers.keys().map(HeaderName::as_str).collect();
+    assert_eq!(names, ["content-type", "content-length"]);
+    assert!(head.keep_alive);
+}
