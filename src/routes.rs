@@ -1,12 +1,13 @@
 //! `RouteTable`: workflow id → scheduler dashboard. Pure state; discovery is its only
-//! writer, the request path only reads owned snapshots of single routes.
+//! writer. Readers load the current snapshot without a lock (one atomic load); each
+//! write builds the next snapshot and publishes it with one atomic swap, so a full
+//! relist replaces the whole table at once and a request never sees half of one.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use dashmap::mapref::entry::Entry;
-use dashmap::DashMap;
+use arc_swap::ArcSwap;
 
 /// Where one workflow's dashboard is served, and who owns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,25 +23,22 @@ pub struct Route {
 }
 
 /// One table entry: the current route and when its workflow first appeared.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Slot {
     route: Arc<Route>,
     since: Instant,
 }
 
-impl Slot {
-    fn new(route: Route) -> Self {
-        Slot {
-            route: Arc::new(route),
-            since: Instant::now(),
-        }
-    }
-}
+/// One snapshot of the table.
+type Routes = HashMap<String, Slot>;
 
 /// The live routing table.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    routes: DashMap<String, Slot>,
+    current: ArcSwap<Routes>,
+    /// Serialises writers (discovery is the only one; this keeps two updates from
+    /// building on the same snapshot).
+    writing: Mutex<()>,
 }
 
 impl RouteTable {
@@ -49,21 +47,22 @@ impl RouteTable {
         Self::default()
     }
 
-    /// The route for `workflow`, if any. The guard is released before returning.
+    /// The route for `workflow`, if any.
     pub fn lookup(&self, workflow: &str) -> Option<Arc<Route>> {
-        self.routes
+        self.current
+            .load()
             .get(workflow)
-            .map(|r| Arc::clone(&r.value().route))
+            .map(|slot| Arc::clone(&slot.route))
     }
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.current.load().len()
     }
 
     /// True when there are no routes.
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.current.load().is_empty()
     }
 
     /// Every route with its age (time since its workflow was first inserted; a
@@ -71,10 +70,10 @@ impl RouteTable {
     pub fn snapshot(&self) -> Vec<(Arc<Route>, Duration)> {
         let now = Instant::now();
         let mut all: Vec<(Arc<Route>, Duration)> = self
-            .routes
-            .iter()
-            .map(|e| {
-                let slot = e.value();
+            .current
+            .load()
+            .values()
+            .map(|slot| {
                 (
                     Arc::clone(&slot.route),
                     now.saturating_duration_since(slot.since),
@@ -86,34 +85,67 @@ impl RouteTable {
     }
 
     /// Adds or replaces one route. A replaced route keeps its age.
+    #[cfg(test)]
     pub(crate) fn upsert(&self, route: Route) {
-        match self.routes.entry(route.workflow.clone()) {
-            Entry::Occupied(mut slot) => {
-                if *slot.get().route != route {
-                    slot.get_mut().route = Arc::new(route);
-                }
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(Slot::new(route));
-            }
-        }
+        self.apply([(route.workflow.clone(), Some(route))]);
     }
 
     /// Removes one route.
+    #[cfg(test)]
     pub(crate) fn remove(&self, workflow: &str) {
-        self.routes.remove(workflow);
+        self.apply([(workflow.to_owned(), None)]);
+    }
+
+    /// Applies several changes (a route to set, or `None` to remove the workflow's)
+    /// as one new snapshot.
+    pub(crate) fn apply(&self, changes: impl IntoIterator<Item = (String, Option<Route>)>) {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next: Routes = Routes::clone(&self.current.load());
+        for (workflow, route) in changes {
+            match route {
+                Some(route) => set(&mut next, route),
+                None => {
+                    next.remove(&workflow);
+                }
+            }
+        }
+        self.current.store(Arc::new(next));
     }
 
     /// Replaces the whole table with `routes` (a full resync). Routes present before
     /// and after keep their age.
     pub(crate) fn replace_all(&self, routes: impl IntoIterator<Item = Route>) {
-        let fresh: HashMap<String, Route> = routes
-            .into_iter()
-            .map(|r| (r.workflow.clone(), r))
-            .collect();
-        self.routes.retain(|k, _| fresh.contains_key(k));
-        for (_, route) in fresh {
-            self.upsert(route);
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = self.current.load();
+        let mut next = Routes::new();
+        for route in routes {
+            let kept = before.get(&route.workflow).cloned();
+            if let Some(slot) = kept {
+                next.insert(route.workflow.clone(), slot);
+            }
+            set(&mut next, route);
+        }
+        self.current.store(Arc::new(next));
+    }
+}
+
+/// Sets `route` in `routes`; an unchanged route keeps its value, a changed one its
+/// age.
+fn set(routes: &mut Routes, route: Route) {
+    match routes.get_mut(&route.workflow) {
+        Some(slot) => {
+            if *slot.route != route {
+                slot.route = Arc::new(route);
+            }
+        }
+        None => {
+            routes.insert(
+                route.workflow.clone(),
+                Slot {
+                    route: Arc::new(route),
+                    since: Instant::now(),
+                },
+            );
         }
     }
 }
@@ -162,6 +194,23 @@ mod tests {
             Some("2:3")
         );
         assert!(t.lookup("c").is_some());
+    }
+
+    #[test]
+    fn several_changes_are_one_snapshot() {
+        let t = RouteTable::new();
+        t.upsert(route("a", "1:1"));
+        let before = t.current.load_full();
+        t.apply([
+            ("a".to_owned(), None),
+            ("b".to_owned(), Some(route("b", "2:2"))),
+            ("c".to_owned(), Some(route("c", "3:3"))),
+        ]);
+        // A reader holding the old snapshot still sees it whole.
+        assert_eq!(before.len(), 1);
+        assert!(before.contains_key("a"));
+        assert!(t.lookup("a").is_none());
+        assert_eq!(t.len(), 2);
     }
 
     #[test]

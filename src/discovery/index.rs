@@ -228,15 +228,24 @@ impl Index {
         if !self.is_synced() {
             return;
         }
+        let mut changes = Vec::new();
         for workflow in workflows {
             match derive(&self.store, &mut self.warned, &workflow) {
                 Some(route) => {
                     if self.table.lookup(&workflow).as_deref() != Some(&route) {
-                        self.table.upsert(route);
+                        changes.push((workflow, Some(route)));
                     }
                 }
-                None => self.table.remove(&workflow),
+                None => {
+                    if self.table.lookup(&workflow).is_some() {
+                        changes.push((workflow, None));
+                    }
+                }
             }
+        }
+        // One new snapshot for the whole event, and none when nothing changed.
+        if !changes.is_empty() {
+            self.table.apply(changes);
         }
     }
 
