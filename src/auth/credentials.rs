@@ -137,21 +137,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// `name=value` pairs of one `Cookie` header (RFC 6265 §5.4), trimmed; a value in
 /// double quotes loses them. A piece without `=` yields an empty name.
 fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    // memchr finds the separators many bytes at a time: a gateway cookie holds a
-    // JWT of a few hundred bytes, looked at on every request.
-    let mut rest = Some(header);
-    std::iter::from_fn(move || {
-        let left = rest?;
-        let piece = match memchr::memchr(b';', left) {
-            Some(i) => {
-                rest = Some(&left[i + 1..]);
-                &left[..i]
-            }
-            None => {
-                rest = None;
-                left
-            }
-        };
+    pieces(header).map(|piece| {
         let (name, value) = match memchr::memchr(b'=', piece) {
             Some(i) => (&piece[..i], &piece[i + 1..]),
             None => (&piece[..0], piece),
@@ -161,7 +147,27 @@ fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
             [b'"', inner @ .., b'"'] => inner,
             other => other,
         };
-        Some((name.trim_ascii(), value))
+        (name.trim_ascii(), value)
+    })
+}
+
+/// The `;`-separated pieces of one `Cookie` header, untrimmed. memchr finds the
+/// separators many bytes at a time: a gateway cookie holds a JWT of a few hundred
+/// bytes, looked at on every request.
+fn pieces(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let left = rest?;
+        Some(match memchr::memchr(b';', left) {
+            Some(i) => {
+                rest = Some(&left[i + 1..]);
+                &left[..i]
+            }
+            None => {
+                rest = None;
+                left
+            }
+        })
     })
 }
 
@@ -213,18 +219,7 @@ pub fn strip_request_credentials(headers: &mut HeaderMap, gateway_cookie: &str) 
     for header in old {
         // The other cookies, joined with "; " (nothing is allocated when none is left).
         let mut kept: Vec<u8> = Vec::new();
-        let mut rest = Some(header.as_bytes());
-        while let Some(left) = rest {
-            let piece = match memchr::memchr(b';', left) {
-                Some(i) => {
-                    rest = Some(&left[i + 1..]);
-                    &left[..i]
-                }
-                None => {
-                    rest = None;
-                    left
-                }
-            };
+        for piece in pieces(header.as_bytes()) {
             let piece = piece.trim_ascii();
             if piece.is_empty() || cookie_pairs(piece).any(|(n, _)| secret(n)) {
                 continue;
