@@ -36,7 +36,11 @@ pub enum ProxyError {
     AuthUnavailable,
     /// Too many failed authentications from this client address.
     #[error("too many failed authentications")]
-    TooManyRequests,
+    TooManyRequests {
+        /// How long until the client's next attempt would be considered, rounded up
+        /// to whole seconds (at least 1, at most a day): the `Retry-After` value.
+        retry_after_secs: u64,
+    },
     /// The workflow's scheduler Service exists but has no ready endpoint yet.
     #[error("dask cluster starting")]
     ClusterStarting,
@@ -97,7 +101,7 @@ impl ProxyError {
             ProxyError::AuthUnavailable | ProxyError::ClusterStarting => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ProxyError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::WebSocketVersion => StatusCode::UPGRADE_REQUIRED,
             ProxyError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -117,7 +121,7 @@ impl ProxyError {
             ProxyError::Forbidden => "forbidden",
             ProxyError::ReadOnly => "read_only",
             ProxyError::AuthUnavailable => "auth_unavailable",
-            ProxyError::TooManyRequests => "too_many_requests",
+            ProxyError::TooManyRequests { .. } => "too_many_requests",
             ProxyError::ClusterStarting => "cluster_starting",
             ProxyError::OriginRejected => "origin_rejected",
             ProxyError::BadRequest(_) => "bad_request",
@@ -139,7 +143,7 @@ impl ProxyError {
             ProxyError::Forbidden => "Not your workflow",
             ProxyError::ReadOnly => "Read-only access",
             ProxyError::AuthUnavailable => "Sign-in temporarily unavailable",
-            ProxyError::TooManyRequests => "Too many failed sign-in attempts",
+            ProxyError::TooManyRequests { .. } => "Too many failed sign-in attempts",
             ProxyError::ClusterStarting => "The Dask cluster is starting",
             ProxyError::OriginRejected => "Cross-site request refused",
             ProxyError::BadRequest(_) => "Bad request",
@@ -176,9 +180,11 @@ impl ProxyError {
             ProxyError::AuthUnavailable => "REANA could not confirm who you are just now. \
                 Try again in a moment."
                 .into(),
-            ProxyError::TooManyRequests => "Too many requests with invalid credentials came \
+            ProxyError::TooManyRequests { .. } => {
+                "Too many requests with invalid credentials came \
                 from your address. Wait a little and open the dashboard from REANA again."
-                .into(),
+                    .into()
+            }
             ProxyError::ClusterStarting => "The workflow's Dask scheduler is not ready yet. \
                 This page reloads by itself and shows the dashboard as soon as it is."
                 .into(),
@@ -224,10 +230,9 @@ impl ProxyError {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if matches!(
-            status,
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-        ) {
+        if let ProxyError::TooManyRequests { retry_after_secs } = self {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         }
         if status == StatusCode::UPGRADE_REQUIRED {
@@ -298,7 +303,15 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(ProxyError::AuthUnavailable.status(), 503);
-        assert_eq!(ProxyError::TooManyRequests.status(), 429);
+        let limited = ProxyError::TooManyRequests {
+            retry_after_secs: 7,
+        };
+        assert_eq!(limited.status(), 429);
+        let r = limited.into_response(&ErrorContext {
+            html: false,
+            public_url: None,
+        });
+        assert_eq!(r.headers()[RETRY_AFTER], "7");
         assert_eq!(ProxyError::ReadOnly.status(), 403);
         assert_eq!(ProxyError::WorkflowNotFound.status(), 404);
         assert_eq!(ProxyError::Forbidden.status(), 403);

@@ -143,7 +143,10 @@ impl FailureLimiter {
         if tokens >= 1.0 {
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - tokens) / self.per_second))
+            // A tiny accepted `per_second` makes this wait longer than a Duration
+            // holds: then it is "forever", never a panic.
+            let wait = (1.0 - tokens) / self.per_second;
+            Err(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX))
         }
     }
 
@@ -246,6 +249,22 @@ mod tests {
             per_second,
             max_clients,
         })
+    }
+
+    #[test]
+    fn any_accepted_rate_gives_a_wait_and_never_panics() {
+        let (a, t0) = (ip("192.0.2.1"), Instant::now());
+        for per_second in [f64::MIN_POSITIVE, 1e-300, 1e-9, 1.0, 1e300, f64::MAX] {
+            let l = limiter(1, per_second, 16);
+            l.record_at(a, t0);
+            l.record_at(a, t0);
+            let _ = l.check_at(a, t0);
+            let _ = l.check_at(a, t0 + Duration::from_secs(86_400 * 365));
+        }
+        // A wait longer than a Duration holds is "forever".
+        let l = limiter(1, f64::MIN_POSITIVE, 16);
+        l.record_at(a, t0);
+        assert_eq!(l.check_at(a, t0), Err(Duration::MAX));
     }
 
     #[test]

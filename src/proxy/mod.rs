@@ -33,6 +33,21 @@ pub use relay::{relay, relay_checked, Recheck, RelayEnd, RelayLimits};
 #[cfg(test)]
 mod service_tests;
 
+#[cfg(test)]
+mod retry_after_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn waits_become_whole_seconds_within_a_day() {
+        let secs = super::retry_after_secs;
+        assert_eq!(secs(Duration::ZERO), 1);
+        assert_eq!(secs(Duration::from_millis(1)), 1);
+        assert_eq!(secs(Duration::from_millis(1001)), 2);
+        assert_eq!(secs(Duration::from_secs(30)), 30);
+        assert_eq!(secs(Duration::MAX), 86_400);
+    }
+}
+
 /// What a client's request body must be: any body of bytes (hyper's `Incoming` on
 /// the listeners, in-memory bodies in tests).
 pub(crate) trait ClientBody:
@@ -296,10 +311,12 @@ async fn authenticate(
         state.metrics.auth(AuthResult::Missing);
         return Err(ProxyError::Unauthenticated);
     };
-    if state.auth.limiter().check(client_ip).is_err() {
+    if let Err(wait) = state.auth.limiter().check(client_ip) {
         state.metrics.auth(AuthResult::RateLimited);
         tracing::debug!(client = %client_ip, "too many failed authentications");
-        return Err(ProxyError::TooManyRequests);
+        return Err(ProxyError::TooManyRequests {
+            retry_after_secs: retry_after_secs(wait),
+        });
     }
     match state.auth.authenticate(&credential).await {
         Ok(identity) => Ok((credential, identity)),
@@ -316,6 +333,14 @@ async fn authenticate(
             Err(ProxyError::from(e))
         }
     }
+}
+
+/// A wait as whole seconds for `Retry-After`: rounded up, at least 1, at most a day.
+fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0));
+    secs.clamp(1, 86_400)
 }
 
 /// Owner: anything. Shared: GET and HEAD only (a WebSocket handshake is a GET).
