@@ -53,18 +53,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
-    // Connection options that are no header of their own, or removed below anyway,
-    // cost no lookup (`keep-alive` and `close` are nearly all there is).
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .flat_map(list_items)
-        .filter(|token| {
-            !token.eq_ignore_ascii_case(b"close")
-                && !HOP_BY_HOP
-                    .iter()
-                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str().as_bytes()))
-        })
+        .filter(|token| names_another_field(token))
         .filter_map(|token| HeaderName::from_bytes(token).ok())
         .collect();
     for name in named {
@@ -73,6 +66,20 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
+}
+
+/// Whether `name` (any case) is one of the always-removed hop-by-hop field names.
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+}
+
+/// Whether a `Connection` option names a field to remove besides the always-removed
+/// ones: not `close`, not a hop-by-hop name (`keep-alive` and `close` are nearly all
+/// there is, and cost no lookup).
+pub(crate) fn names_another_field(option: &[u8]) -> bool {
+    !option.eq_ignore_ascii_case(b"close") && !is_hop_by_hop(option)
 }
 
 /// True when the request asks for a WebSocket upgrade: method GET, `Connection` contains

@@ -9,6 +9,7 @@ use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 use super::UpstreamFailure;
+use crate::proxy::headers::{is_hop_by_hop, names_another_field};
 
 /// Most header fields read in one response head.
 const MAX_RESPONSE_HEADERS: usize = 128;
@@ -153,16 +154,12 @@ pub(crate) fn parse_response_head(
     let keep_alive = reusable && framing != ResponseFraming::Close && persistent(version, fields);
     // `Connection` seldom names a field of its own (`keep-alive` and `close` are
     // options): only then is each name compared with its list.
-    let lists_fields = items(fields, b"connection").any(|t| {
-        !t.eq_ignore_ascii_case(b"close") && !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h))
-    });
+    let lists_fields = items(fields, b"connection").any(names_another_field);
     let base = buf.as_ptr() as usize;
     let mut named = Vec::with_capacity(fields.len());
     for field in fields {
         let name = field.name.as_bytes();
-        if HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
-            || (lists_fields && listed(name, fields))
-        {
+        if is_hop_by_hop(name) || (lists_fields && listed(name, fields)) {
             continue;
         }
         let name = HeaderName::from_bytes(field.name.as_bytes())
@@ -186,20 +183,6 @@ pub(crate) fn parse_response_head(
         keep_alive,
     }))
 }
-
-/// Hop-by-hop header names (RFC 9110 §7.6.1; `Keep-Alive` and `Proxy-Connection`
-/// from RFC 9112 Appendix C.2.2).
-const HOP_BY_HOP: [&[u8]; 9] = [
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-];
 
 /// The comma-separated items of every field named `name`, trimmed, empty ones left
 /// out.
