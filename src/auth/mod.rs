@@ -170,9 +170,10 @@ impl Authenticator {
             | CredentialSource::QueryAccessToken
             | CredentialSource::QueryToken
             | CredentialSource::GatewayCookie => match (&self.jwt, &self.reana) {
-                (Some(jwt), _) if looks_like_jwt(secret) => Via::Jwt(jwt),
-                (_, Some(reana)) => Via::Reana(reana, ReanaCredential::Token(secret)),
+                // The token's shape only matters when both verifiers could take it.
                 (Some(jwt), None) => Via::Jwt(jwt),
+                (Some(jwt), Some(_)) if looks_like_jwt(secret) => Via::Jwt(jwt),
+                (_, Some(reana)) => Via::Reana(reana, ReanaCredential::Token(secret)),
                 (None, None) => Via::None(AuthError::Invalid("no verifier for this credential")),
             },
         }

@@ -140,8 +140,39 @@ impl Fields<'_, '_> {
 
 /// True when `{:?}` prints `s` as `"` + `s` + `"` (nothing escaped).
 fn plain(s: &str) -> bool {
-    s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    // A pass without early exit, which the compiler runs on vectors.
+    s.bytes().fold(true, |ok, b| {
+        ok & ((0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\'))
+    })
+}
+
+/// `{:?}` of `value` (the shortest text that reads back as the same number), without
+/// the general float formatting when `value` is a whole number of thousandths, as
+/// durations in milliseconds with microsecond precision are.
+fn write_f64(out: &mut Writer<'_>, value: f64) -> fmt::Result {
+    let thousandths = (value * 1000.0).round();
+    // Below 2^53 every such number is exact, and its shortest text is its decimal
+    // form; from 1e-4 on, `{:?}` writes it without an exponent.
+    if !(1.0..9.0e15).contains(&thousandths) || thousandths / 1000.0 != value {
+        return write!(out, "{value:?}");
+    }
+    let n = thousandths as u64;
+    out.write_str(itoa::Buffer::new().format(n / 1000))?;
+    let frac = n % 1000;
+    let digits = [
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ];
+    let keep = if frac % 100 == 0 {
+        1
+    } else if frac % 10 == 0 {
+        2
+    } else {
+        3
+    };
+    out.write_char('.')?;
+    out.write_str(std::str::from_utf8(&digits[..keep]).unwrap_or("0"))
 }
 
 impl Visit for Fields<'_, '_> {
@@ -168,6 +199,10 @@ impl Visit for Fields<'_, '_> {
         self.put(field, |out| {
             out.write_str(itoa::Buffer::new().format(value))
         });
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, |out| write_f64(out, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -206,6 +241,38 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_micros(1_798_761_599_000_042);
         write_timestamp(&mut out, at).expect("formatted");
         assert_eq!(out, "2026-12-31T23:59:59.000042Z");
+    }
+
+    #[test]
+    fn numbers_are_written_as_debug_writes_them() {
+        let text = |value: f64| {
+            let mut out = String::new();
+            write_f64(&mut Writer::new(&mut out), value).expect("formatted");
+            out
+        };
+        let mut values: Vec<f64> = (0..200_000u64).map(|m| m as f64 / 1000.0).collect();
+        values.extend((0..20_000u64).map(|m| (m * 7_919 + 123_456_789) as f64 / 1000.0));
+        values.extend([
+            -1.5,
+            0.0,
+            -0.0,
+            1e-7,
+            0.0001,
+            0.0004,
+            0.1234567,
+            1.0 / 3.0,
+            123_456.789_012,
+            8.9e12,
+            9.1e12,
+            1e16,
+            1e20,
+            f64::NAN,
+            f64::INFINITY,
+            f64::MIN_POSITIVE,
+        ]);
+        for value in values {
+            assert_eq!(text(value), format!("{value:?}"), "{value:e}");
+        }
     }
 
     /// Collects what the subscriber writes.

@@ -70,6 +70,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Whether `name` (any case) is one of the always-removed hop-by-hop field names.
 pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    // Their lengths are 2, 7, 10, 16..=19: most fields are ruled out by length alone.
+    if !matches!(name.len(), 2 | 7 | 10 | 16..=19) {
+        return false;
+    }
     HOP_BY_HOP
         .iter()
         .any(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
@@ -119,20 +123,27 @@ pub fn set_forwarded(
     host: Option<&HeaderValue>,
     prefix: &str,
 ) {
-    use std::io::Write as _;
-    let mut chain: Vec<u8> = Vec::with_capacity(48);
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        let value = value.as_bytes().trim_ascii();
-        if !value.is_empty() {
+    let ip = IpText::new(client_ip);
+    let mut listed = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .map(|value| value.as_bytes().trim_ascii())
+        .filter(|value| !value.is_empty())
+        .peekable();
+    let forwarded_for = if listed.peek().is_none() {
+        HeaderValue::from_str(ip.as_str()).ok()
+    } else {
+        let mut chain: Vec<u8> = Vec::with_capacity(64);
+        for value in listed {
             chain.extend_from_slice(value);
             chain.extend_from_slice(b", ");
         }
-    }
-    let _ = write!(chain, "{client_ip}");
-    // A listed value that is no valid header value leaves just the client's address.
-    let forwarded_for = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain))
-        .or_else(|_| HeaderValue::from_str(&client_ip.to_string()))
-        .ok();
+        chain.extend_from_slice(ip.as_str().as_bytes());
+        // A listed value that is no valid header value leaves just the client's address.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(chain))
+            .or_else(|_| HeaderValue::from_str(ip.as_str()))
+            .ok()
+    };
     let proto = match proto {
         "http" => Ok(HeaderValue::from_static("http")),
         "https" => Ok(HeaderValue::from_static("https")),
@@ -143,6 +154,64 @@ pub fn set_forwarded(
     replace(headers, X_FORWARDED_PROTO, proto.ok());
     replace(headers, X_FORWARDED_HOST, host.cloned());
     replace(headers, X_FORWARDED_PREFIX, prefix.ok());
+}
+
+/// The text of an address, as `Display` writes it, without the general formatting
+/// machinery for IPv4 (an address is written into every forwarded request and every
+/// access line).
+#[derive(Clone, Copy)]
+pub(crate) struct IpText {
+    bytes: [u8; IpText::MAX],
+    len: usize,
+}
+
+impl IpText {
+    /// The longest text: an IPv6 address with an embedded IPv4 one.
+    const MAX: usize = 45;
+
+    pub(crate) fn new(ip: IpAddr) -> IpText {
+        let mut bytes = [0u8; IpText::MAX];
+        let len = match ip {
+            IpAddr::V4(v4) => {
+                let mut at = 0;
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        bytes[at] = b'.';
+                        at += 1;
+                    }
+                    if octet >= 100 {
+                        bytes[at] = b'0' + octet / 100;
+                        at += 1;
+                    }
+                    if octet >= 10 {
+                        bytes[at] = b'0' + octet / 10 % 10;
+                        at += 1;
+                    }
+                    bytes[at] = b'0' + octet % 10;
+                    at += 1;
+                }
+                at
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write as _;
+                let mut rest = &mut bytes[..];
+                // 45 bytes hold every IPv6 text form.
+                let _ = write!(rest, "{v6}");
+                IpText::MAX - rest.len()
+            }
+        };
+        IpText { bytes, len }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("-")
+    }
+}
+
+impl std::fmt::Display for IpText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Sets `name` to `value`, or removes it when `value` is None.
@@ -270,6 +339,31 @@ mod tests {
             headers.append(name, HeaderValue::from_str(value).expect("value"));
         }
         headers
+    }
+
+    #[test]
+    fn ip_text_is_what_display_writes() {
+        let cases = [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.9.99.100",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.128",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "0:0:0:0:0:ffff:255.255.255.255",
+        ];
+        for case in cases {
+            let ip: IpAddr = case.parse().expect("address");
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string(), "{case}");
+            assert_eq!(IpText::new(ip).to_string(), ip.to_string(), "{case}");
+        }
+        for octet in 0..=255u8 {
+            let ip = IpAddr::from([octet, 255 - octet, octet / 3, 7]);
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
+        }
     }
 
     fn names(headers: &HeaderMap) -> Vec<&str> {

@@ -148,10 +148,11 @@ pub(crate) async fn handle<B: ClientBody>(
         method = %method,
         path = uri.path(),
         status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        // Microsecond precision.
+        duration_ms = elapsed.as_micros() as f64 / 1000.0,
         user = outcome.user.as_deref().unwrap_or("-"),
         workflow = outcome.workflow.as_deref().unwrap_or("-"),
-        client = %outcome.client.unwrap_or_else(|| client.ip()),
+        client = %headers::IpText::new(outcome.client.unwrap_or_else(|| client.ip())),
         websocket = kind == RequestKind::WebSocket,
     );
     response

@@ -119,6 +119,17 @@ fn split_segment(s: &str) -> (&str, Option<&str>) {
 /// Normalises `raw` (empty or starting with `/`): collapses empty segments, drops `.`,
 /// resolves `..` without climbing above the root, keeps a trailing slash.
 fn normalise(raw: &str) -> Result<String, PathError> {
+    if raw.is_empty() {
+        return Ok("/".to_owned());
+    }
+    if already_normal(raw.as_bytes()) {
+        return Ok(raw.to_owned());
+    }
+    normalise_segments(raw)
+}
+
+/// [`normalise`] segment by segment.
+fn normalise_segments(raw: &str) -> Result<String, PathError> {
     let mut kept: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
     for segment in raw.split('/').skip(1) {
@@ -147,6 +158,32 @@ fn normalise(raw: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// Whether `raw` (starting with `/`) is its own normal form, as nearly every request
+/// path is: no percent-encoding, no forbidden byte, no empty segment but a last one (a
+/// trailing slash), no `.` or `..` segment. One pass over the bytes, no allocation.
+fn already_normal(raw: &[u8]) -> bool {
+    let Some((b'/', mut rest)) = raw.split_first() else {
+        return false;
+    };
+    loop {
+        let end = memchr::memchr(b'/', rest).unwrap_or(rest.len());
+        let segment = &rest[..end];
+        if end < rest.len() && segment.is_empty() {
+            return false; // `//`
+        }
+        if segment == b"." || segment == b".." {
+            return false;
+        }
+        if segment.iter().any(|&b| b == b'%' || forbidden_byte(b)) {
+            return false;
+        }
+        if end == rest.len() {
+            return true;
+        }
+        rest = &rest[end + 1..];
+    }
 }
 
 /// A byte that may not appear in a segment, raw or percent-decoded. A decoded `/` can
@@ -386,6 +423,37 @@ mod tests {
             self.0 ^= self.0 << 17;
             (self.0 % n as u64) as usize
         }
+    }
+
+    #[test]
+    fn paths_already_normal_are_what_normalising_makes_of_them() {
+        // Every path of up to 7 bytes over an alphabet with the bytes that matter.
+        let alphabet = [b'/', b'a', b'.', b'%', b'2', b'\\'];
+        let mut paths = vec![Vec::new()];
+        let mut fast = 0;
+        for _ in 0..7 {
+            let mut longer = Vec::new();
+            for path in &paths {
+                for &b in &alphabet {
+                    let mut p = path.clone();
+                    p.push(b);
+                    longer.push(p);
+                }
+            }
+            for path in &longer {
+                let mut raw = vec![b'/'];
+                raw.extend_from_slice(path);
+                let raw = String::from_utf8(raw).expect("ascii");
+                if already_normal(raw.as_bytes()) {
+                    fast += 1;
+                    assert_eq!(normalise_segments(&raw), Ok(raw.clone()), "{raw}");
+                }
+                assert_eq!(normalise(&raw), normalise_segments(&raw), "{raw}");
+            }
+            paths = longer;
+        }
+        assert!(fast > 1000, "{fast}");
+        assert_eq!(normalise(""), Ok("/".to_owned()));
     }
 
     #[test]

@@ -29,10 +29,6 @@ use chunked::Chunked;
 use pool::{Conn, Pool};
 use wire::{RequestFraming, ResponseFraming, ResponseHead};
 
-/// Bodies up to this size that arrive with their head are copied out of the read
-/// buffer rather than split off it.
-const COPY_BODY: usize = 16 * 1024;
-
 /// The body of a request on its way to a scheduler.
 pub(crate) type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -168,16 +164,10 @@ impl Http1Client {
                 empty()
             }
             ResponseFraming::Length(n) if conn.buf.len() as u64 >= n => {
-                // The whole body came with the head: free the connection now. A small
-                // body is copied out, so that the connection keeps its buffer.
-                let n = n as usize;
-                let data = if n <= COPY_BODY {
-                    let data = Bytes::copy_from_slice(&conn.buf[..n]);
-                    bytes::Buf::advance(&mut conn.buf, n);
-                    data
-                } else {
-                    conn.buf.split_to(n).freeze()
-                };
+                // The whole body came with the head: free the connection now. The
+                // body is split off the read buffer, not copied: once it has been
+                // written to the client, the buffer is whole again for the next read.
+                let data = conn.buf.split_to(n as usize).freeze();
                 if keep_alive {
                     self.pool.put(conn);
                 }
@@ -263,7 +253,12 @@ async fn read_head(
     max_head: usize,
 ) -> Result<ResponseHead, UpstreamFailure> {
     loop {
-        if let Some(head) = wire::parse_response_head(&mut conn.buf, method)? {
+        let parsed = if conn.buf.is_empty() {
+            None
+        } else {
+            wire::parse_response_head(&mut conn.buf, method)?
+        };
+        if let Some(head) = parsed {
             if head.status.is_informational() {
                 if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
                     return Err(UpstreamFailure::Protocol("unrequested protocol switch"));

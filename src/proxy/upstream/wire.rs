@@ -155,27 +155,23 @@ pub(crate) fn parse_response_head(
     // `Connection` seldom names a field of its own (`keep-alive` and `close` are
     // options): only then is each name compared with its list.
     let lists_fields = items(fields, b"connection").any(names_another_field);
+    // Values share one copy of the head.
+    let head = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
-    let mut named = Vec::with_capacity(fields.len());
+    let mut headers = HeaderMap::with_capacity(fields.len());
     for field in fields {
         let name = field.name.as_bytes();
         if is_hop_by_hop(name) || (lists_fields && listed(name, fields)) {
             continue;
         }
-        let name = HeaderName::from_bytes(field.name.as_bytes())
+        let name = HeaderName::from_bytes(name)
             .map_err(|_| UpstreamFailure::Protocol("invalid header name"))?;
         let start = field.value.as_ptr() as usize - base;
-        named.push((name, start, start + field.value.len()));
-    }
-    // Values share one copy of the head.
-    let head = Bytes::copy_from_slice(&buf[..len]);
-    buf.advance(len);
-    let mut headers = HeaderMap::with_capacity(named.len());
-    for (name, start, end) in named {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+        let value = HeaderValue::from_maybe_shared(head.slice(start..start + field.value.len()))
             .map_err(|_| UpstreamFailure::Protocol("invalid header value"))?;
         headers.append(name, value);
     }
+    buf.advance(len);
     Ok(Some(ResponseHead {
         status,
         headers,
