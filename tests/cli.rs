@@ -177,6 +177,14 @@ fn check_config_rejects_bad_files_with_64_naming_the_key() {
             vec!["server.shutdown_grace"],
         ),
         (
+            "a second directive in frame_ancestors",
+            VALID.replace(
+                "[server]\n",
+                "[server]\nframe_ancestors = \"'self'; script-src *\"\n",
+            ),
+            vec!["server.frame_ancestors"],
+        ),
+        (
             "no serving thread",
             VALID.replace("[server]\n", "[server]\nthreads = 0\n"),
             vec!["server.threads"],

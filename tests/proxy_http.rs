@@ -276,6 +276,42 @@ async fn hop_by_hop_response_headers_are_not_forwarded() {
 }
 
 #[tokio::test]
+async fn dashboards_may_be_framed_by_the_configured_ancestors_unless_they_say_otherwise() {
+    let own = "default-src 'self'; frame-ancestors 'none'";
+    let up = HttpUpstream::start(move |req| match req.path() {
+        "/own-policy" => Reply::ok("own").header("content-security-policy", own),
+        _ => Reply::ok("plain"),
+    })
+    .await;
+    let default = one_route(&up.url()).await;
+    let configured = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .server("frame_ancestors = \"'self' https://reana.example.org\""),
+    )
+    .await;
+    let cases = [
+        (&default, "/status", "frame-ancestors 'self'"),
+        (
+            &configured,
+            "/status",
+            "frame-ancestors 'self' https://reana.example.org",
+        ),
+        (&configured, "/own-policy", own),
+    ];
+    for (gw, path, want) in cases {
+        let r = http::get(&gw.url(&dash(path)), &[("authorization", &bearer(gw))]).await;
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(
+            r.header_all("content-security-policy"),
+            [want],
+            "{path}: {}",
+            r.describe()
+        );
+    }
+}
+
+#[tokio::test]
 async fn client_host_is_preserved_and_forwarding_headers_are_set() {
     let up = HttpUpstream::ok().await;
     let gw = one_route(&up.url()).await;
@@ -513,6 +549,11 @@ async fn connect_refused_is_502() {
     )
     .await;
     assert_eq!(r.status, 502, "{}", r.describe());
+    // A gateway page: not stored, not sniffed, not framed, no scripts.
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(csp.starts_with("default-src 'none';"), "{}", r.describe());
 }
 
 #[tokio::test]

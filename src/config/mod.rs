@@ -2,6 +2,7 @@
 //! raw serde structs and validated into [`Config`] before anything is bound.
 
 mod env;
+mod frame_ancestors;
 mod raw;
 mod raw_auth;
 mod raw_discovery;
@@ -69,6 +70,9 @@ pub struct ServerConfig {
     pub drain_delay: Duration,
     /// A client must send its whole request head within this time.
     pub header_read_timeout: Duration,
+    /// Sources of the `frame-ancestors` directive sent with dashboard responses that
+    /// carry no `Content-Security-Policy` of their own (default `'self'`).
+    pub frame_ancestors: String,
     /// Serving threads, each a single-threaded runtime with its own listener
     /// (`SO_REUSEPORT`) and upstream pool.
     pub threads: usize,

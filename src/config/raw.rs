@@ -44,6 +44,7 @@ struct RawServer {
     drain_delay: Duration,
     #[serde(deserialize_with = "units::duration")]
     header_read_timeout: Duration,
+    frame_ancestors: String,
     threads: Option<usize>,
 }
 
@@ -59,6 +60,7 @@ impl Default for RawServer {
             shutdown_grace: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
             header_read_timeout: Duration::from_secs(10),
+            frame_ancestors: "'self'".into(),
             threads: None,
         }
     }
@@ -226,6 +228,7 @@ impl RawServer {
                 ));
             },
             header_read_timeout: positive("server.header_read_timeout", self.header_read_timeout)?,
+            frame_ancestors: super::frame_ancestors::validate(&self.frame_ancestors)?,
             threads: match self.threads {
                 None => std::thread::available_parallelism().map_or(1, usize::from),
                 Some(n @ 1..=MAX_THREADS) => n,
