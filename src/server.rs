@@ -26,8 +26,17 @@ use crate::config::ServerConfig;
 /// Connection-level settings of a listener.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnSettings {
-    /// Drop a client that has not sent a whole request head by then.
+    /// Drop a client that has not sent its first request head by then.
     pub(crate) header_read_timeout: Duration,
+    /// Close an HTTP/1.1 connection whose next request head has not arrived this
+    /// long after the previous response.
+    pub(crate) http1_keep_alive_timeout: Duration,
+    /// Ping HTTP/2 connections this often.
+    pub(crate) http2_keep_alive_interval: Duration,
+    /// Close an HTTP/2 connection whose ping is not answered within this.
+    pub(crate) http2_keep_alive_timeout: Duration,
+    /// Close an HTTP/2 connection with no open stream for this long.
+    pub(crate) http2_idle_timeout: Duration,
     /// Largest request head (HTTP/1 read buffer, HTTP/2 header list).
     pub(crate) max_header_bytes: usize,
 }
@@ -37,6 +46,10 @@ impl ConnSettings {
     pub(crate) fn new(server: &ServerConfig, max_header_bytes: usize) -> ConnSettings {
         ConnSettings {
             header_read_timeout: server.header_read_timeout,
+            http1_keep_alive_timeout: server.http1_keep_alive_timeout,
+            http2_keep_alive_interval: server.http2_keep_alive_interval,
+            http2_keep_alive_timeout: server.http2_keep_alive_timeout,
+            http2_idle_timeout: server.http2_idle_timeout,
             max_header_bytes,
         }
     }

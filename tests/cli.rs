@@ -137,6 +137,11 @@ fn check_config_rejects_bad_files_with_64_naming_the_key() {
             vec!["server.frame_ancestors"],
         ),
         (
+            "a keep-alive timeout of zero",
+            VALID.replace("[server]\n", "[server]\nhttp2_idle_timeout = \"0s\"\n"),
+            vec!["server.http2_idle_timeout"],
+        ),
+        (
             "no serving thread",
             VALID.replace("[server]\n", "[server]\nthreads = 0\n"),
             vec!["server.threads"],
