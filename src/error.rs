@@ -2,7 +2,8 @@
 //! becomes an HTTP response (status, JSON or HTML page, headers).
 
 use http::header::{
-    CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, SEC_WEBSOCKET_VERSION, WWW_AUTHENTICATE,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, RETRY_AFTER,
+    SEC_WEBSOCKET_VERSION, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{HeaderValue, Response, StatusCode};
 
@@ -79,6 +80,12 @@ impl From<AuthError> for ProxyError {
 
 /// Seconds a client is asked to wait before retrying a 429 or 503.
 const RETRY_AFTER_SECONDS: &str = "5";
+
+/// The policy of every gateway-made page (`pages.rs`): its one inline `<style>`,
+/// nothing else loaded, no base, no form, not framed. Links and the starting-cluster
+/// page's `<meta http-equiv="refresh">` are navigations, which it does not restrict.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// What the error page may say beyond the error itself.
 #[derive(Debug, Clone, Copy, Default)]
@@ -230,6 +237,10 @@ impl ProxyError {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
+        // The URL of a refused request can carry a rejected token in its query.
+        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         if let ProxyError::TooManyRequests { retry_after_secs } = self {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
         } else if status == StatusCode::SERVICE_UNAVAILABLE {

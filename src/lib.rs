@@ -129,10 +129,7 @@ impl Gateway {
                 routes,
                 readiness,
             },
-            settings: ConnSettings {
-                header_read_timeout: config.server.header_read_timeout,
-                max_header_bytes: config.upstream.max_header_bytes,
-            },
+            settings: ConnSettings::new(&config.server, config.upstream.max_header_bytes),
             grace: config.server.shutdown_grace,
             drain_delay: config.server.drain_delay,
             stop_discovery: stop_discovery.drop_guard(),
@@ -162,9 +159,11 @@ impl Gateway {
             .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
     }
 
-    /// Serves until `shutdown` completes, then drains: `/readyz` turns 503, no new
-    /// connections are accepted, in-flight requests finish and WebSockets are closed
-    /// with 1001, all within `server.shutdown_grace`.
+    /// Serves until `shutdown` completes, then drains: `/readyz` turns 503, new
+    /// connections are still accepted for `server.drain_delay`, then no more; in-flight
+    /// requests finish and WebSockets are closed with 1001. One deadline,
+    /// `server.shutdown_grace` after `shutdown` completed, bounds all of it: what is
+    /// still open then is dropped, and `run` returns.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -197,9 +196,8 @@ impl Gateway {
         let release = CancellationToken::new();
         let serving = server::Serving {
             tls,
-            settings: settings.clone(),
+            settings,
             stop: stop_public.clone(),
-            grace,
             release: release.clone(),
         };
         let mut workers = Vec::with_capacity(public.len());
@@ -220,6 +218,8 @@ impl Gateway {
                 }
             }
         }
+        // The admin listener answers until the end (`/readyz` says 503 meanwhile),
+        // and its connections are dropped as it stops.
         let admin_task = tokio::spawn(server::serve(
             admin,
             None,
@@ -229,15 +229,15 @@ impl Gateway {
                 async move { response }
             },
             stop_admin.clone(),
-            Duration::from_secs(1),
+            stop_admin.clone(),
         ));
 
         shutdown.await;
-        tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down");
         let deadline = tokio::time::Instant::now() + grace;
+        tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down");
         state.readiness.set_draining();
         // Keep accepting while load balancers notice /readyz.
-        tokio::time::sleep(drain_delay).await;
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + drain_delay)).await;
         stop_public.cancel();
         state.shutdown.cancel();
         state.ws_tasks.close();
@@ -249,17 +249,23 @@ impl Gateway {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!("shutdown grace period elapsed with work still open");
+            tracing::warn!("shutdown grace period elapsed with work still open; dropping it");
         }
-        // Ends the serving threads, dropping what still runs on them.
+        // Ends the serving threads, dropping what still runs on them: dropped
+        // connections and sockets take moments, not another grace period.
         release.cancel();
+        let ended_by = tokio::time::Instant::now() + THREADS_END_WITHIN;
         for worker in workers {
-            let _ = tokio::time::timeout(Duration::from_secs(2), worker.join()).await;
+            worker.ended_by(ended_by).await;
         }
         stop_admin.cancel();
         drop(stop_discovery);
-        let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+        let _ = tokio::time::timeout(THREADS_END_WITHIN, admin_task).await;
         tracing::info!("stopped");
         Ok(())
     }
 }
+
+/// How long the serving threads get to close what was still open at the end of
+/// the drain.
+const THREADS_END_WITHIN: Duration = Duration::from_millis(500);

@@ -142,7 +142,7 @@ fn serve(prepared: Prepared) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let gateway = match Gateway::bind(prepared).await {
             Ok(gateway) => gateway,
             Err(error) => {
@@ -159,7 +159,11 @@ fn serve(prepared: Prepared) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // The drain has kept its deadline: blocking work still running (a DNS lookup, a
+    // file read) does not hold the exit up.
+    runtime.shutdown_background();
+    code
 }
 
 /// Says on stderr, at most every 10 s, when log lines had to be dropped (stdout did

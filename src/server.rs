@@ -3,34 +3,56 @@
 //! threads: one single-threaded runtime per thread, each with its own listener on the
 //! shared port, so a connection lives on one thread from accept to close.
 
-use std::convert::Infallible;
+mod conn;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
+use crate::config::ServerConfig;
 
 /// Connection-level settings of a listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnSettings {
-    /// Drop a client that has not sent a whole request head by then.
+    /// Drop a client that has not sent its first request head by then.
     pub(crate) header_read_timeout: Duration,
+    /// Close an HTTP/1.1 connection whose next request head has not arrived this
+    /// long after the previous response.
+    pub(crate) http1_keep_alive_timeout: Duration,
+    /// Ping HTTP/2 connections this often.
+    pub(crate) http2_keep_alive_interval: Duration,
+    /// Close an HTTP/2 connection whose ping is not answered within this.
+    pub(crate) http2_keep_alive_timeout: Duration,
+    /// Close an HTTP/2 connection with no open stream for this long.
+    pub(crate) http2_idle_timeout: Duration,
     /// Largest request head (HTTP/1 read buffer, HTTP/2 header list).
     pub(crate) max_header_bytes: usize,
+}
+
+impl ConnSettings {
+    /// The settings `server` asks for, with heads up to `max_header_bytes`.
+    pub(crate) fn new(server: &ServerConfig, max_header_bytes: usize) -> ConnSettings {
+        ConnSettings {
+            header_read_timeout: server.header_read_timeout,
+            http1_keep_alive_timeout: server.http1_keep_alive_timeout,
+            http2_keep_alive_interval: server.http2_keep_alive_interval,
+            http2_keep_alive_timeout: server.http2_keep_alive_timeout,
+            http2_idle_timeout: server.http2_idle_timeout,
+            max_header_bytes,
+        }
+    }
 }
 
 /// Binds `count` listeners on `addr` that share one port (`SO_REUSEPORT` when there
@@ -70,18 +92,18 @@ pub(crate) struct Serving {
     pub(crate) settings: ConnSettings,
     /// Cancelled to stop accepting and drain.
     pub(crate) stop: CancellationToken,
-    /// How long the drain of HTTP connections may take.
-    pub(crate) grace: Duration,
-    /// Cancelled to end the threads (after the drain).
+    /// Cancelled once the drain is over (everything finished, or the shutdown
+    /// deadline): the threads end, dropping whatever still runs on them.
     pub(crate) release: CancellationToken,
 }
 
 /// One serving thread's running state, as the thread that started it sees it.
 pub(crate) struct Worker {
     /// Resolves when the thread has stopped accepting and its HTTP connections have
-    /// finished (or the grace ran out); its WebSockets may still run.
+    /// finished (or were dropped at the release); its WebSockets may still run.
     pub(crate) served: oneshot::Receiver<()>,
-    thread: std::thread::JoinHandle<()>,
+    /// Resolves when the thread's runtime, and all that ran on it, is gone.
+    ended: oneshot::Receiver<()>,
 }
 
 impl Worker {
@@ -102,7 +124,8 @@ impl Worker {
             .enable_all()
             .build()?;
         let (done, served) = oneshot::channel();
-        let thread = std::thread::Builder::new()
+        let (gone, ended) = oneshot::channel();
+        std::thread::Builder::new()
             .name(format!("ddg-serve-{index}"))
             .spawn(move || {
                 runtime.block_on(async move {
@@ -110,104 +133,46 @@ impl Worker {
                         tls,
                         settings,
                         stop,
-                        grace,
                         release,
                     } = serving;
                     match TcpListener::from_std(listener) {
-                        Ok(listener) => serve(listener, tls, settings, handler, stop, grace).await,
+                        Ok(listener) => {
+                            serve(listener, tls, settings, handler, stop, release.clone()).await;
+                        }
                         Err(error) => tracing::error!(%error, "serving thread has no listener"),
                     }
                     let _ = done.send(());
                     release.cancelled().await;
                 });
+                // Closes the connections and WebSockets still open.
+                drop(runtime);
+                let _ = gone.send(());
             })?;
-        Ok(Worker { served, thread })
+        Ok(Worker { served, ended })
     }
 
-    /// Waits (off the async threads) for the thread to end after its release.
-    pub(crate) async fn join(self) {
-        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
-    }
-}
-
-fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper answers 431 itself when a head outgrows its buffer; the handler checks
-    // the exact limit, so the buffer leaves room for the request line.
-    let buf = (settings.max_header_bytes + 16 * 1024).max(8192);
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(buf);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    builder
-}
-
-/// Drives `conn`, dropping it at `deadline` if no request has started by then.
-async fn first_request_within<C, E>(
-    deadline: tokio::time::Instant,
-    started: &AtomicBool,
-    conn: C,
-) -> Result<(), E>
-where
-    C: Future<Output = Result<(), E>>,
-{
-    tokio::pin!(conn);
-    tokio::select! {
-        result = &mut conn => return result,
-        () = tokio::time::sleep_until(deadline) => {}
-    }
-    if started.load(Ordering::Relaxed) {
-        conn.await
-    } else {
-        tracing::debug!("connection sent no request in time; dropped");
-        Ok(())
+    /// Waits until `by` at the latest for the thread to end after its release.
+    pub(crate) async fn ended_by(self, by: Instant) {
+        let _ = tokio::time::timeout_at(by, self.ended).await;
     }
 }
 
-/// The hyper service of one connection: the handler, with the client's address, and
-/// a flag set when the first request head has arrived.
-struct ConnService<H> {
-    handler: H,
-    peer: SocketAddr,
-    started: Arc<AtomicBool>,
-}
-
-impl<H, F> hyper::service::Service<Request<Incoming>> for ConnService<H>
-where
-    H: Fn(Request<Incoming>, SocketAddr) -> F,
-    F: Future<Output = Response<Body>>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future =
-        futures_util::future::Map<F, fn(Response<Body>) -> Result<Response<Body>, Infallible>>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.started.store(true, Ordering::Relaxed);
-        futures_util::FutureExt::map((self.handler)(req, self.peer), Ok)
-    }
-}
-
-/// Serves `listener` until `stop` is cancelled, then waits up to `grace` for open
-/// HTTP connections to finish (upgraded connections are tracked by their owner).
+/// Serves `listener` until `stop` is cancelled, then lets open HTTP connections
+/// finish (upgraded connections are tracked by their owner) until they have, or
+/// until `abort` is cancelled: the shutdown deadline, when what is still open is
+/// dropped.
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     settings: ConnSettings,
     handler: H,
     stop: CancellationToken,
-    grace: Duration,
+    abort: CancellationToken,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = builder(&settings);
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
@@ -222,53 +187,25 @@ pub(crate) async fn serve<H, F>(
             },
         };
         let _ = stream.set_nodelay(true);
-        // Set when the first request head has arrived; until then the connection
-        // lives on the header-read budget (hyper's own timer only starts once it has
-        // told HTTP/1 from HTTP/2, so a silent client would otherwise stay forever).
-        let started = Arc::new(AtomicBool::new(false));
-        let service = ConnService {
-            handler: handler.clone(),
-            peer,
-            started: Arc::clone(&started),
+        let ends = conn::Ends {
+            stop: stop.clone(),
+            abort: abort.clone(),
         };
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let budget = settings.header_read_timeout;
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + budget;
-            let result = match tls {
-                None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    first_request_within(deadline, &started, watcher.watch(conn.into_owned())).await
-                }
-                Some(acceptor) => {
-                    // The TLS handshake counts against the same budget.
-                    let stream =
-                        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(error)) => {
-                                tracing::debug!(%error, "tls handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    first_request_within(deadline, &started, watcher.watch(conn.into_owned())).await
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(error = %error, "connection ended with an error");
-            }
-        });
+        connections.spawn(conn::serve(
+            stream,
+            peer,
+            tls.clone(),
+            settings,
+            handler.clone(),
+            ends,
+        ));
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("open connections did not finish within the shutdown grace period");
+    connections.close();
+    tokio::select! {
+        () = connections.wait() => {}
+        () = abort.cancelled() => {
+            tracing::warn!("open connections did not finish within the shutdown grace period");
+        }
     }
 }

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::HeaderValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,6 +22,10 @@ pub(crate) struct State {
     pub(crate) reana_paths: bool,
     /// Whether the public listener terminates TLS (for `X-Forwarded-Proto`).
     pub(crate) tls: bool,
+    /// `Content-Security-Policy: frame-ancestors <server.frame_ancestors>`, given to
+    /// dashboard responses without a policy of their own. Built once per serving
+    /// thread, cloned per response without allocating.
+    pub(crate) dashboard_csp: HeaderValue,
     /// Proxies whose `X-Forwarded-For` tells the client's address.
     pub(crate) trusted_proxies: Vec<(std::net::IpAddr, u8)>,
     /// Upstream limits and timeouts.
@@ -56,6 +62,10 @@ impl State {
         State {
             reana_paths: config.server.reana_paths,
             tls: config.server.tls.is_some(),
+            dashboard_csp: dashboard_csp(&format!(
+                "frame-ancestors {}",
+                config.server.frame_ancestors
+            )),
             trusted_proxies: config.server.trusted_proxies.clone(),
             upstream: config.upstream.clone(),
             auth_config: config.auth.clone(),
@@ -74,6 +84,11 @@ impl State {
         State {
             reana_paths: self.reana_paths,
             tls: self.tls,
+            dashboard_csp: dashboard_csp(
+                self.dashboard_csp
+                    .to_str()
+                    .unwrap_or(STRICTEST_DASHBOARD_CSP),
+            ),
             trusted_proxies: self.trusted_proxies.clone(),
             upstream: self.upstream.clone(),
             auth_config: self.auth_config.clone(),
@@ -86,4 +101,21 @@ impl State {
             ws_tasks: self.ws_tasks.clone(),
         }
     }
+}
+
+/// The dashboard policy for the default `server.frame_ancestors`.
+const DEFAULT_DASHBOARD_CSP: &str = "frame-ancestors 'self'";
+/// The policy used should a configured one not be a header value (validation
+/// refuses such values): the strictest.
+const STRICTEST_DASHBOARD_CSP: &str = "frame-ancestors 'none'";
+
+/// `policy` as a header value prepared for cloning on every response: the default
+/// is static (a clone copies it), any other lives in bytes of its own (a clone bumps
+/// a reference count that only the calling serving thread touches).
+fn dashboard_csp(policy: &str) -> HeaderValue {
+    if policy == DEFAULT_DASHBOARD_CSP {
+        return HeaderValue::from_static(DEFAULT_DASHBOARD_CSP);
+    }
+    HeaderValue::from_maybe_shared(Bytes::from_owner(policy.to_owned()))
+        .unwrap_or_else(|_| HeaderValue::from_static(STRICTEST_DASHBOARD_CSP))
 }

@@ -7,44 +7,19 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dask-dashboard-gateway");
+#[path = "support/process.rs"]
+mod process;
+
+use process::{command, read, Guard};
+
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml");
 const EXIT_CONFIG: i32 = 64;
 /// How long a one-shot invocation may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A child process that is killed (and reaped) when dropped.
-struct Guard {
-    child: Child,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Guard {
-    /// Waits for the exit until `deadline`; `None` when still running.
-    fn wait_until(&mut self, deadline: Instant) -> Option<ExitStatus> {
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 /// What a finished invocation printed.
 struct Output {
@@ -60,29 +35,6 @@ impl Output {
             self.code, self.stdout, self.stderr
         )
     }
-}
-
-/// The binary with a clean environment (no inherited `DDG_*`), running in `dir`,
-/// its output going to files in `dir`.
-fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).current_dir(dir).stdin(Stdio::null());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DDG_") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    let out = std::fs::File::create(dir.join("stdout")).expect("stdout file");
-    let err = std::fs::File::create(dir.join("stderr")).expect("stderr file");
-    cmd.stdout(out).stderr(err);
-    cmd
-}
-
-fn read(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
 
 /// Runs the binary to completion (killed after [`RUN_TIMEOUT`]).
@@ -175,6 +127,19 @@ fn check_config_rejects_bad_files_with_64_naming_the_key() {
             "bad duration",
             VALID.replace("[server]\n", "[server]\nshutdown_grace = \"5 parsecs\"\n"),
             vec!["server.shutdown_grace"],
+        ),
+        (
+            "a second directive in frame_ancestors",
+            VALID.replace(
+                "[server]\n",
+                "[server]\nframe_ancestors = \"'self'; script-src *\"\n",
+            ),
+            vec!["server.frame_ancestors"],
+        ),
+        (
+            "a keep-alive timeout of zero",
+            VALID.replace("[server]\n", "[server]\nhttp2_idle_timeout = \"0s\"\n"),
+            vec!["server.http2_idle_timeout"],
         ),
         (
             "no serving thread",

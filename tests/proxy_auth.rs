@@ -90,6 +90,9 @@ async fn query_token_on_get_sets_cookie_and_redirects() {
         let path = format!("{prefix}/status?x=1&{param}={token}&y=2");
         let r = http::get(&gw.url(&path), &[]).await;
         assert_eq!(r.status, 303, "{path}: {}", r.describe());
+        // Neither kept by a cache nor passed on as a Referer: the URL has the token.
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
         let want = format!("{prefix}/status?x=1&y=2");
         assert_eq!(r.header("location"), Some(want.as_str()));
         let set = http::set_cookie(&r, COOKIE).unwrap_or_else(|| panic!("{}", r.describe()));
@@ -271,5 +274,60 @@ async fn unknown_workflow_is_404_explaining_the_cluster_lifetime() {
         "{}",
         r.describe()
     );
+    assert_eq!(up.requests().len(), 0);
+}
+
+/// The headers of every gateway page: not stored, not sniffed, nothing loaded but
+/// its inline style, never framed.
+fn assert_gateway_page_headers(r: &http::Response) {
+    assert_eq!(
+        r.header("cache-control"),
+        Some("no-store"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(
+        r.header_all("content-security-policy"),
+        [
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
+          form-action 'none'; frame-ancestors 'none'"
+        ],
+        "{}",
+        r.describe()
+    );
+}
+
+#[tokio::test]
+async fn refusals_carry_the_gateway_page_headers() {
+    let up = HttpUpstream::ok().await;
+    let gw = one_route(&up.url()).await;
+    let mallory = format!("Bearer {}", gw.token("mallory"));
+    let owner = bearer(&gw);
+    let cases = [
+        (dash("/status"), None, 401),
+        (dash("/status"), Some(mallory.as_str()), 403),
+        (
+            "/dashboard/5e1e5e1e-0000-4000-8000-00000000dead/status".to_owned(),
+            Some(owner.as_str()),
+            404,
+        ),
+    ];
+    for (path, auth, status) in &cases {
+        for accept in [BROWSER_ACCEPT, "application/json"] {
+            let mut headers = vec![("accept", accept)];
+            if let Some(auth) = auth {
+                headers.push(("authorization", auth));
+            }
+            let r = http::get(&gw.url(path), &headers).await;
+            assert_eq!(r.status, *status, "{path}: {}", r.describe());
+            assert_gateway_page_headers(&r);
+        }
+    }
     assert_eq!(up.requests().len(), 0);
 }

@@ -276,6 +276,42 @@ async fn hop_by_hop_response_headers_are_not_forwarded() {
 }
 
 #[tokio::test]
+async fn dashboards_may_be_framed_by_the_configured_ancestors_unless_they_say_otherwise() {
+    let own = "default-src 'self'; frame-ancestors 'none'";
+    let up = HttpUpstream::start(move |req| match req.path() {
+        "/own-policy" => Reply::ok("own").header("content-security-policy", own),
+        _ => Reply::ok("plain"),
+    })
+    .await;
+    let default = one_route(&up.url()).await;
+    let configured = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .server("frame_ancestors = \"'self' https://reana.example.org\""),
+    )
+    .await;
+    let cases = [
+        (&default, "/status", "frame-ancestors 'self'"),
+        (
+            &configured,
+            "/status",
+            "frame-ancestors 'self' https://reana.example.org",
+        ),
+        (&configured, "/own-policy", own),
+    ];
+    for (gw, path, want) in cases {
+        let r = http::get(&gw.url(&dash(path)), &[("authorization", &bearer(gw))]).await;
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(
+            r.header_all("content-security-policy"),
+            [want],
+            "{path}: {}",
+            r.describe()
+        );
+    }
+}
+
+#[tokio::test]
 async fn client_host_is_preserved_and_forwarding_headers_are_set() {
     let up = HttpUpstream::ok().await;
     let gw = one_route(&up.url()).await;
@@ -513,6 +549,11 @@ async fn connect_refused_is_502() {
     )
     .await;
     assert_eq!(r.status, 502, "{}", r.describe());
+    // A gateway page: not stored, not sniffed, not framed, no scripts.
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(csp.starts_with("default-src 'none';"), "{}", r.describe());
 }
 
 #[tokio::test]
@@ -661,6 +702,129 @@ async fn silent_connection_is_dropped_after_header_read_timeout() {
 async fn stalled_http2_preface_prefix_is_dropped_after_header_read_timeout() {
     // The first 16 of the 24 bytes of the HTTP/2 connection preface.
     dropped_after_header_read_timeout(b"PRI * HTTP/2.0\r\n").await;
+}
+
+#[tokio::test]
+async fn idle_http1_connection_is_closed_after_the_keep_alive_timeout() {
+    let up = HttpUpstream::ok().await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .server("header_read_timeout = \"5s\"")
+            .server("http1_keep_alive_timeout = \"600ms\""),
+    )
+    .await;
+    let mut stream = timeout(STEP, TcpStream::connect(gw.public))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    let head = format!(
+        "GET {} HTTP/1.1\r\nHost: gw.test\r\nAuthorization: {}\r\n\r\n",
+        dash("/status"),
+        bearer(&gw)
+    );
+    // Two requests on the connection: it is kept alive between them.
+    for _ in 0..2 {
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut got = Vec::new();
+        while !got.ends_with(b"upstream ok") {
+            let mut buf = [0u8; 4096];
+            let n = timeout(STEP, stream.read(&mut buf))
+                .await
+                .expect("no response within the step timeout")
+                .expect("read");
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    let idle = Instant::now();
+    let mut rest = Vec::new();
+    timeout(Duration::from_secs(4), stream.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection outlived its keep-alive timeout by far")
+        .ok();
+    let took = idle.elapsed();
+    assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
+#[tokio::test]
+async fn idle_http2_connection_is_closed_but_not_while_a_stream_is_open() {
+    let gate = Arc::new(Notify::new());
+    let reply = {
+        let gate = Arc::clone(&gate);
+        move |req: &upstream::Recorded| match req.path() {
+            "/stream" => Reply::ok("").body(ReplyBody::Gated {
+                first: Bytes::from_static(b"first"),
+                rest: Bytes::from_static(b" rest"),
+                gate: Arc::clone(&gate),
+            }),
+            _ => Reply::ok("quick"),
+        }
+    };
+    let up = HttpUpstream::start(reply).await;
+    let gw = start(
+        GatewayToml::new()
+            .route(WF, &up.url(), OWNER)
+            .server("header_read_timeout = \"200ms\"")
+            .server("http2_idle_timeout = \"600ms\""),
+    )
+    .await;
+    let stream = timeout(STEP, TcpStream::connect(gw.public))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    let (mut sender, conn) = timeout(
+        STEP,
+        hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        ),
+    )
+    .await
+    .expect("handshake timed out")
+    .expect("HTTP/2 handshake");
+    let mut closed = tokio::spawn(conn);
+    let auth = bearer(&gw);
+    let get = |path: &str| {
+        let (tx, body) = ChannelBody::new(1);
+        drop(tx);
+        Request::get(format!("http://gw.test{}", dash(path)))
+            .header("authorization", &auth)
+            .body(body)
+            .expect("request")
+    };
+    let mut resp = timeout(STEP, sender.send_request(get("/stream")))
+        .await
+        .expect("no response head")
+        .expect("response");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        next_chunk(resp.body_mut()).await.as_deref(),
+        Some(&b"first"[..])
+    );
+    // An open stream is not idleness, however long it takes: the connection still
+    // takes new requests (a GOAWAY would refuse them).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let quick = timeout(STEP, sender.send_request(get("/quick")))
+        .await
+        .expect("no response head")
+        .expect("a new request on a connection with an open stream");
+    assert_eq!(quick.status(), 200);
+    gate.notify_one();
+    let mut rest = Vec::new();
+    while let Some(chunk) = next_chunk(resp.body_mut()).await {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b" rest");
+    let idle = Instant::now();
+    timeout(Duration::from_secs(4), &mut closed)
+        .await
+        .expect("the idle HTTP/2 connection outlived its idle timeout by far")
+        .expect("connection task")
+        .expect("a graceful close (GOAWAY), not an error");
+    let took = idle.elapsed();
+    assert!(took >= Duration::from_millis(500), "closed after {took:?}");
 }
 
 // ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //! raw serde structs and validated into [`Config`] before anything is bound.
 
 mod env;
+mod frame_ancestors;
 mod raw;
 mod raw_auth;
 mod raw_discovery;
@@ -67,8 +68,20 @@ pub struct ServerConfig {
     /// After SIGTERM, how long the listener keeps accepting (with `/readyz` already
     /// 503) so that load balancers stop routing here first. Part of the grace.
     pub drain_delay: Duration,
-    /// A client must send its whole request head within this time.
+    /// A client must send its first request head within this time of connecting.
     pub header_read_timeout: Duration,
+    /// An HTTP/1.1 connection is closed when the next request head has not fully
+    /// arrived this long after the previous response.
+    pub http1_keep_alive_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged.
+    pub http2_keep_alive_interval: Duration,
+    /// An HTTP/2 connection whose ping is not answered within this is closed.
+    pub http2_keep_alive_timeout: Duration,
+    /// An HTTP/2 connection with no open stream for this long is closed (GOAWAY).
+    pub http2_idle_timeout: Duration,
+    /// Sources of the `frame-ancestors` directive sent with dashboard responses that
+    /// carry no `Content-Security-Policy` of their own (default `'self'`).
+    pub frame_ancestors: String,
     /// Serving threads, each a single-threaded runtime with its own listener
     /// (`SO_REUSEPORT`) and upstream pool.
     pub threads: usize,

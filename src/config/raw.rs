@@ -44,6 +44,15 @@ struct RawServer {
     drain_delay: Duration,
     #[serde(deserialize_with = "units::duration")]
     header_read_timeout: Duration,
+    #[serde(deserialize_with = "units::duration")]
+    http1_keep_alive_timeout: Duration,
+    #[serde(deserialize_with = "units::duration")]
+    http2_keep_alive_interval: Duration,
+    #[serde(deserialize_with = "units::duration")]
+    http2_keep_alive_timeout: Duration,
+    #[serde(deserialize_with = "units::duration")]
+    http2_idle_timeout: Duration,
+    frame_ancestors: String,
     threads: Option<usize>,
 }
 
@@ -59,6 +68,14 @@ impl Default for RawServer {
             shutdown_grace: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
             header_read_timeout: Duration::from_secs(10),
+            // Longer than the ingress proxies keep idle connections to a backend
+            // (nginx 60 s, Traefik 90 s): they close first, and never send a
+            // request on a connection this side is closing.
+            http1_keep_alive_timeout: Duration::from_secs(120),
+            http2_keep_alive_interval: Duration::from_secs(20),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_idle_timeout: Duration::from_secs(300),
+            frame_ancestors: "'self'".into(),
             threads: None,
         }
     }
@@ -226,6 +243,20 @@ impl RawServer {
                 ));
             },
             header_read_timeout: positive("server.header_read_timeout", self.header_read_timeout)?,
+            http1_keep_alive_timeout: positive(
+                "server.http1_keep_alive_timeout",
+                self.http1_keep_alive_timeout,
+            )?,
+            http2_keep_alive_interval: positive(
+                "server.http2_keep_alive_interval",
+                self.http2_keep_alive_interval,
+            )?,
+            http2_keep_alive_timeout: positive(
+                "server.http2_keep_alive_timeout",
+                self.http2_keep_alive_timeout,
+            )?,
+            http2_idle_timeout: positive("server.http2_idle_timeout", self.http2_idle_timeout)?,
+            frame_ancestors: super::frame_ancestors::validate(&self.frame_ancestors)?,
             threads: match self.threads {
                 None => std::thread::available_parallelism().map_or(1, usize::from),
                 Some(n @ 1..=MAX_THREADS) => n,

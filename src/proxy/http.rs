@@ -1,8 +1,9 @@
 //! Plain HTTP forwarding: the request rewritten and handed to the upstream client,
 //! the scheduler's response streamed back with hop-by-hop headers removed and
-//! absolute `Location`s rewritten into the prefix.
+//! absolute `Location`s rewritten into the prefix, and a `frame-ancestors` policy
+//! when the scheduler sent no policy of its own.
 
-use http::header::{HOST, LOCATION};
+use http::header::{CONTENT_SECURITY_POLICY, HOST, LOCATION};
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use tokio::time::timeout;
@@ -84,6 +85,11 @@ where
             }
         }
     }
+    // One lookup; a clone of the prepared value allocates nothing.
+    parts
+        .headers
+        .entry(CONTENT_SECURITY_POLICY)
+        .or_insert_with(|| state.dashboard_csp.clone());
     Ok(Response::from_parts(parts, body))
 }
 

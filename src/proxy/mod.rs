@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use ::http::header::{CACHE_CONTROL, HOST, LOCATION, SET_COOKIE};
+use ::http::header::{CACHE_CONTROL, HOST, LOCATION, REFERRER_POLICY, SET_COOKIE};
 use ::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use bytes::Bytes;
 
@@ -458,6 +458,9 @@ fn cookie_redirect(
         state.auth_config.cookie_secure,
     )?;
     let mut response = redirect(StatusCode::SEE_OTHER, location);
-    response.headers_mut().insert(SET_COOKIE, cookie);
+    let headers = response.headers_mut();
+    headers.insert(SET_COOKIE, cookie);
+    // The URL this answers carries the credential: never send it on as a Referer.
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     Some(response)
 }

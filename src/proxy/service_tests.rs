@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use http::header::{
+    AUTHORIZATION, CACHE_CONTROL, COOKIE, HOST, LOCATION, REFERRER_POLICY, SET_COOKIE,
+    WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
@@ -18,6 +21,8 @@ use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::routes::{Route, RouteTable};
 use crate::state::State;
+
+mod response_headers;
 
 const SECRET: &str = "service-test-secret-0123456789abcdef";
 const CLIENT: &str = "192.0.2.7:50000";
@@ -99,8 +104,13 @@ struct Harness {
 
 impl Harness {
     fn new(answer: Answer) -> Harness {
+        Harness::with_server(answer, "")
+    }
+
+    /// A harness whose `[server]` table holds `server` (TOML lines).
+    fn with_server(answer: Answer, server: &str) -> Harness {
         let text = format!(
-            "[auth]\ncookie_secure = false\n[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\n\
+            "[server]\n{server}\n[auth]\ncookie_secure = false\n[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\n\
              [upstream]\nresponse_timeout = \"2s\"\n[discovery]\nkind = \"static\"\n"
         );
         let config = Config::from_toml(&text).expect("valid config");
@@ -305,6 +315,9 @@ async fn a_query_token_becomes_a_cookie_and_a_clean_redirect() {
     assert_eq!(response.headers()[LOCATION], "/dashboard/w1/status?x=1");
     let cookie = response.headers()[SET_COOKIE].to_str().expect("ascii");
     assert!(cookie.starts_with("dask_dashboard_token=") && cookie.contains("Path=/dashboard/w1"));
+    // The URL it answers carries the token: not stored, not sent on as a Referer.
+    assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+    assert_eq!(response.headers()[REFERRER_POLICY], "no-referrer");
     assert!(h.seen().is_empty());
 }
 

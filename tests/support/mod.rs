@@ -7,3 +7,4 @@ pub mod bokeh_page;
 pub mod dask;
 pub mod gateway;
 pub mod http;
+pub mod process;
