@@ -163,6 +163,13 @@ fn check_config_rejects_bad_files_with_64_naming_the_key() {
             VALID.replace(&jwt_table, ""),
             vec!["auth.jwt"],
         ),
+        (
+            "no call to reana-server allowed at once",
+            format!(
+                "{VALID}\n[auth.reana]\nserver_url = \"http://reana-server:80\"\nmax_concurrent = 0\n"
+            ),
+            vec!["auth.reana.max_concurrent"],
+        ),
     ];
     for (what, text, keys) in cases {
         assert_ne!(text, VALID, "{what}: the case changes nothing");

@@ -112,7 +112,7 @@ impl Jwks {
             min_refresh: cfg.min_refresh,
             family,
             algorithms: algorithms.to_vec(),
-            client: https_client(FETCH_TIMEOUT, "auth.jwt.jwks_url")?,
+            client: https_client(FETCH_TIMEOUT, 1, "auth.jwt.jwks_url")?,
             keys: RwLock::new(Arc::new(KeySet::default())),
             last_attempt: tokio::sync::Mutex::new(None),
             generation: Default::default(),

@@ -17,6 +17,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower::ServiceExt;
 
 use super::cache::{CacheKey, Decision, DecisionCache, KeyKind, Rejection, Unavailable};
 use super::AuthError;
@@ -25,12 +26,18 @@ use crate::config::{ConfigError, ReanaConfig};
 /// Largest reana-server (or JWKS) response body read.
 const MAX_BODY: usize = 1 << 20;
 
-/// The HTTP(S) client used towards reana-server and JWKS endpoints.
-pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+/// The HTTP(S) client used towards reana-server and JWKS endpoints: hyper-util's
+/// pooled client behind a bound on the requests in flight (a tower layer), so that a
+/// burst of new credentials cannot pile onto reana-server; a request waits for a
+/// slot within its own deadline.
+pub(crate) type HttpsClient =
+    tower::limit::ConcurrencyLimit<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>>;
 
-/// An HTTP/1.1 client for `http://` and `https://` URLs (Mozilla roots, ring).
+/// An HTTP/1.1 client for `http://` and `https://` URLs (Mozilla roots, ring) with at
+/// most `max_concurrent` requests in flight.
 pub(crate) fn https_client(
     connect_timeout: Duration,
+    max_concurrent: usize,
     key: &str,
 ) -> Result<HttpsClient, ConfigError> {
     let mut http = HttpConnector::new();
@@ -43,22 +50,27 @@ pub(crate) fn https_client(
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    let client = Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .build(https))
+        .build(https);
+    Ok(tower::ServiceBuilder::new()
+        .concurrency_limit(max_concurrent)
+        .service(client))
 }
 
-/// GETs `req` within `deadline` and reads at most [`MAX_BODY`] bytes of the body.
-/// Errors are fixed labels (never the URL, which may carry a credential).
+/// GETs `req` within `deadline` (waiting for a free slot included) and reads at most
+/// [`MAX_BODY`] bytes of the body. Errors are fixed labels (never the URL, which may
+/// carry a credential).
 pub(crate) async fn fetch(
     client: &HttpsClient,
     req: Request<Empty<Bytes>>,
     deadline: Duration,
 ) -> Result<(StatusCode, Bytes), &'static str> {
     let exchange = async {
-        let response = client.request(req).await.map_err(|e| {
+        // A clone shares the limit's slots; `oneshot` waits for one.
+        let response = client.clone().oneshot(req).await.map_err(|e| {
             if e.is_connect() {
                 "connect failed"
             } else {
@@ -122,7 +134,7 @@ impl Reana {
             .transpose()
             .map_err(|_| ConfigError::key("auth.reana.host_header", "is not a header value"))?;
         Ok(Reana {
-            client: https_client(cfg.timeout, "auth.reana.server_url")?,
+            client: https_client(cfg.timeout, cfg.max_concurrent, "auth.reana.server_url")?,
             server_url: cfg.server_url.trim_end_matches('/').to_string(),
             host,
             timeout: cfg.timeout,
@@ -293,6 +305,8 @@ fn classify_status(status: StatusCode, _body: &[u8]) -> Result<Decision, Unavail
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     fn reana(host: Option<&str>) -> Reana {
@@ -304,6 +318,7 @@ mod tests {
             negative_ttl: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
             cache_max_entries: 100,
+            max_concurrent: 32,
         })
         .expect("valid config")
     }
@@ -395,6 +410,88 @@ mod tests {
             .is_err());
     }
 
+    /// A server that answers each request after `delay` with a 200, counting the
+    /// requests it holds at once; returns its address and the highest count seen.
+    async fn slow_server(delay: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let seen = Arc::clone(&most);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (now, most) = (Arc::clone(&now), Arc::clone(&most));
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    // One request per connection is enough: its head fits one read.
+                    if stream.read(&mut buf).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(held, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                        )
+                        .await;
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn calls_in_flight_are_bounded_and_wait_for_a_slot() {
+        let (addr, most) = slow_server(Duration::from_millis(100)).await;
+        let client = https_client(Duration::from_secs(1), 2, "test").expect("client");
+        let get = |i: usize| {
+            let client = client.clone();
+            async move {
+                let req = Request::get(format!("http://{addr}/api/you?n={i}"))
+                    .body(Empty::new())
+                    .expect("request");
+                fetch(&client, req, Duration::from_secs(5)).await
+            }
+        };
+        let all = futures_util::future::join_all((0..6).map(get));
+        let results = tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .expect("all answered");
+        for result in results {
+            assert_eq!(result.map(|(status, _)| status), Ok(StatusCode::OK));
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2, "two at a time, never more");
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_slot_counts_against_the_deadline() {
+        let (addr, _) = slow_server(Duration::from_secs(3)).await;
+        let client = https_client(Duration::from_secs(1), 1, "test").expect("client");
+        let req = |path: &str| {
+            Request::get(format!("http://{addr}{path}"))
+                .body(Empty::new())
+                .expect("request")
+        };
+        let first = fetch(&client, req("/a"), Duration::from_secs(5));
+        let second = async {
+            // Starts once the first holds the only slot.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            fetch(&client, req("/b"), Duration::from_millis(300)).await
+        };
+        let (first, second) = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures_util::future::join(first, second),
+        )
+        .await
+        .expect("both ended");
+        assert_eq!(second, Err("timed out"));
+        assert_eq!(first.map(|(status, _)| status), Ok(StatusCode::OK));
+    }
+
     #[tokio::test]
     async fn refused_connection_is_unavailable() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -408,6 +505,7 @@ mod tests {
             negative_ttl: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
             cache_max_entries: 100,
+            max_concurrent: 32,
         })
         .expect("config");
         let got = tokio::time::timeout(

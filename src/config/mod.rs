@@ -163,6 +163,9 @@ pub struct ReanaConfig {
     pub timeout: Duration,
     /// Most cached decisions kept (identities and sharing answers together).
     pub cache_max_entries: usize,
+    /// Calls to reana-server in flight at most; further ones wait for a free slot
+    /// within their `timeout`.
+    pub max_concurrent: usize,
 }
 
 /// `[auth.rate_limit]`: failed authentications allowed per client address (token

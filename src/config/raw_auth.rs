@@ -58,6 +58,8 @@ struct RawReana {
     timeout: Duration,
     #[serde(default = "default_cache_max_entries")]
     cache_max_entries: usize,
+    #[serde(default = "default_max_concurrent")]
+    max_concurrent: usize,
 }
 
 fn default_cache_ttl() -> Duration {
@@ -74,6 +76,10 @@ fn default_reana_timeout() -> Duration {
 
 fn default_cache_max_entries() -> usize {
     100_000
+}
+
+fn default_max_concurrent() -> usize {
+    32
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +233,12 @@ impl RawReana {
                 "must be at least 16",
             ));
         }
+        if self.max_concurrent == 0 {
+            return Err(ConfigError::key(
+                "auth.reana.max_concurrent",
+                "must be at least 1",
+            ));
+        }
         Ok(ReanaConfig {
             server_url,
             public_url,
@@ -235,6 +247,7 @@ impl RawReana {
             negative_ttl: positive("auth.reana.negative_ttl", self.negative_ttl)?,
             timeout: positive("auth.reana.timeout", self.timeout)?,
             cache_max_entries: self.cache_max_entries,
+            max_concurrent: self.max_concurrent,
         })
     }
 }
