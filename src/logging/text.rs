@@ -4,7 +4,7 @@
 //! prints without ANSI colours, at a fraction of its cost per line.
 
 use std::cell::Cell;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -28,20 +28,43 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        write_timestamp(&mut writer, SystemTime::now())?;
-        let meta = event.metadata();
-        writer.write_str(level(meta.level()))?;
-        writer.write_char(' ')?;
-        writer.write_str(meta.target())?;
-        writer.write_char(':')?;
-        let mut fields = Fields {
-            out: &mut writer,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        writer.write_char('\n')
+        // The line is put together in a buffer of this thread's (plain appends, no
+        // dynamic call per piece) and handed over in one write.
+        LINE.with(|cell| {
+            let mut line = cell.take();
+            line.clear();
+            let result = format_line(&mut line, event).and_then(|()| writer.write_str(&line));
+            if line.capacity() <= MAX_KEPT_LINE {
+                cell.set(line);
+            }
+            result
+        })
     }
+}
+
+/// A line buffer larger than this is not kept for the next line.
+const MAX_KEPT_LINE: usize = 4096;
+
+thread_local! {
+    /// The line being formatted on this thread.
+    static LINE: Cell<String> = const { Cell::new(String::new()) };
+}
+
+fn format_line(line: &mut String, event: &Event<'_>) -> fmt::Result {
+    write_timestamp(line, SystemTime::now())?;
+    let meta = event.metadata();
+    line.push_str(level(meta.level()));
+    line.push(' ');
+    line.push_str(meta.target());
+    line.push(':');
+    let mut fields = Fields {
+        out: line,
+        result: Ok(()),
+    };
+    event.record(&mut fields);
+    fields.result?;
+    line.push('\n');
+    Ok(())
 }
 
 /// The level, right-aligned to five characters, after a separating space.
@@ -116,24 +139,24 @@ fn format_second(secs: u64) -> [u8; 19] {
 
 /// Writes ` name=value` per field (the message bare), strings quoted as `{:?}`
 /// quotes them.
-struct Fields<'a, 'w> {
-    out: &'a mut Writer<'w>,
+struct Fields<'a> {
+    out: &'a mut String,
     result: fmt::Result,
 }
 
-impl Fields<'_, '_> {
-    fn name(&mut self, field: &Field) -> fmt::Result {
-        self.out.write_char(' ')?;
+impl Fields<'_> {
+    fn name(&mut self, field: &Field) {
+        self.out.push(' ');
         if field.name() != "message" {
-            self.out.write_str(field.name())?;
-            self.out.write_char('=')?;
+            self.out.push_str(field.name());
+            self.out.push('=');
         }
-        Ok(())
     }
 
-    fn put(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+    fn put(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_ok() {
-            self.result = self.name(field).and_then(|()| value(self.out));
+            self.name(field);
+            self.result = value(self.out);
         }
     }
 }
@@ -149,7 +172,7 @@ fn plain(s: &str) -> bool {
 /// `{:?}` of `value` (the shortest text that reads back as the same number), without
 /// the general float formatting when `value` is a whole number of thousandths, as
 /// durations in milliseconds with microsecond precision are.
-fn write_f64(out: &mut Writer<'_>, value: f64) -> fmt::Result {
+fn write_f64(out: &mut String, value: f64) -> fmt::Result {
     let thousandths = (value * 1000.0).round();
     // Below 2^53 every such number is exact, and its shortest text is its decimal
     // form; from 1e-4 on, `{:?}` writes it without an exponent.
@@ -157,7 +180,7 @@ fn write_f64(out: &mut Writer<'_>, value: f64) -> fmt::Result {
         return write!(out, "{value:?}");
     }
     let n = thousandths as u64;
-    out.write_str(itoa::Buffer::new().format(n / 1000))?;
+    out.push_str(itoa::Buffer::new().format(n / 1000));
     let frac = n % 1000;
     let digits = [
         b'0' + (frac / 100) as u8,
@@ -171,19 +194,24 @@ fn write_f64(out: &mut Writer<'_>, value: f64) -> fmt::Result {
     } else {
         3
     };
-    out.write_char('.')?;
-    out.write_str(std::str::from_utf8(&digits[..keep]).unwrap_or("0"))
+    out.push('.');
+    out.push_str(std::str::from_utf8(&digits[..keep]).unwrap_or("0"));
+    Ok(())
 }
 
-impl Visit for Fields<'_, '_> {
+impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         let bare = field.name() == "message";
         self.put(field, |out| match (bare, plain(value)) {
-            (true, _) => out.write_str(value),
+            (true, _) => {
+                out.push_str(value);
+                Ok(())
+            }
             (false, true) => {
-                out.write_char('"')?;
-                out.write_str(value)?;
-                out.write_char('"')
+                out.push('"');
+                out.push_str(value);
+                out.push('"');
+                Ok(())
             }
             (false, false) => write!(out, "{value:?}"),
         });
@@ -191,13 +219,15 @@ impl Visit for Fields<'_, '_> {
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.put(field, |out| {
-            out.write_str(itoa::Buffer::new().format(value))
+            out.push_str(itoa::Buffer::new().format(value));
+            Ok(())
         });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.put(field, |out| {
-            out.write_str(itoa::Buffer::new().format(value))
+            out.push_str(itoa::Buffer::new().format(value));
+            Ok(())
         });
     }
 
@@ -207,7 +237,8 @@ impl Visit for Fields<'_, '_> {
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.put(field, |out| {
-            out.write_str(if value { "true" } else { "false" })
+            out.push_str(if value { "true" } else { "false" });
+            Ok(())
         });
     }
 
@@ -247,7 +278,7 @@ mod tests {
     fn numbers_are_written_as_debug_writes_them() {
         let text = |value: f64| {
             let mut out = String::new();
-            write_f64(&mut Writer::new(&mut out), value).expect("formatted");
+            write_f64(&mut out, value).expect("formatted");
             out
         };
         let mut values: Vec<f64> = (0..200_000u64).map(|m| m as f64 / 1000.0).collect();
