@@ -134,6 +134,77 @@ fn strip_request_credentials_keeps_other_cookies() {
     assert_eq!(h[COOKIE], "a=1;b=2");
 }
 
+/// The `Referer` values left after [`strip_request_credentials`].
+fn referers_after(referers: &[&str]) -> Vec<String> {
+    let pairs: Vec<(&str, &str)> = referers.iter().map(|r| ("referer", *r)).collect();
+    let mut h = headers(&pairs);
+    strip_request_credentials(&mut h, GW);
+    let values = h.get_all(http::header::REFERER).iter();
+    values
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .collect()
+}
+
+#[test]
+fn referer_loses_query_credentials() {
+    let base = "https://reana.example/dashboard/wf/status";
+    #[rustfmt::skip]
+    let cases: &[(&str, &str)] = &[
+        // Only the token: no `?` is left.
+        ("?access_token=SECRET", ""),
+        ("?token=SECRET", ""),
+        ("?access_token=SECRET&token=", ""),
+        // Other parameters kept verbatim and in order, empty ones dropped.
+        ("?access_token=SECRET&x=1", "?x=1"),
+        ("?b=%20&token=SECRET&a=1+2&&c", "?b=%20&a=1+2&c"),
+        ("?z=9&access_token=SECRET", "?z=9"),
+        // Percent-encoded names, as in the request's own query.
+        ("?acc%65ss_token=SECRET&y=2", "?y=2"),
+        ("?t%6Fken=SECRET", ""),
+        // A fragment carrying one goes (a Referer has none, RFC 9110 §10.1.3).
+        ("?x=1#access_token=SECRET", "?x=1"),
+        ("#token=SECRET&state=s", ""),
+        ("?token=SECRET#frag", ""),
+    ];
+    for (tail, want) in cases {
+        let got = referers_after(&[&format!("{base}{tail}")]);
+        assert_eq!(got, [format!("{base}{want}")], "{tail:?}");
+    }
+}
+
+#[test]
+fn referer_without_credentials_stays_as_sent() {
+    for referer in [
+        "https://reana.example/dashboard/wf/status",
+        "https://reana.example/dashboard/wf/status?tokens=1&my_token=2&x=%41",
+        "https://reana.example/dashboard/wf/status?x=1#frag",
+        "https://reana.example/dashboard/wf/token?a=b",
+        "https://reana.example/p?x=1&&y=#",
+    ] {
+        assert_eq!(referers_after(&[referer]), [referer]);
+    }
+    assert!(referers_after(&[]).is_empty());
+}
+
+#[test]
+fn every_referer_header_is_stripped() {
+    let got = referers_after(&["/a?x=1", "/b?token=t&y=2", "?access_token=t"]);
+    assert_eq!(got, ["/a?x=1", "/b?y=2"]);
+    let mut h = headers(&[("referer", "/b?x=1"), ("cookie", "a=1")]);
+    let before = h.clone();
+    strip_request_credentials(&mut h, GW);
+    assert_eq!(h, before);
+}
+
+#[test]
+fn referer_with_obs_text_is_stripped_too() {
+    let mut h = HeaderMap::new();
+    let value = HeaderValue::from_bytes(b"/d\xe9?token=t&x=\xff").expect("obs-text value");
+    h.insert(http::header::REFERER, value);
+    strip_request_credentials(&mut h, GW);
+    assert_eq!(h[http::header::REFERER].as_bytes(), b"/d\xe9?x=\xff");
+}
+
 #[test]
 fn debug_and_display_hide_the_secret() {
     let c = Credential::new(CredentialSource::Bearer, "s3cr3t-value");
