@@ -164,7 +164,9 @@ fn forbidden_byte(b: u8) -> bool {
 ///   `status`) → None: leave it unchanged.
 ///
 /// Query and fragment are kept. Authorities are compared with the URL scheme's default
-/// port (`:80`, `:443`) removed.
+/// port (`:80`, `:443`) removed. The path's `.` and `..` segments (`%2e` spellings and
+/// `\` separators included) are resolved as a browser would resolve them, without
+/// climbing above the prefix: a browser following the rewritten `Location` stays in it.
 pub fn rewrite_location(
     location: &str,
     prefix: &str,
@@ -175,7 +177,7 @@ pub fn rewrite_location(
         return None;
     }
     if location.starts_with('/') {
-        return Some(format!("{prefix}{location}"));
+        return Some(in_prefix(prefix, location));
     }
     let (scheme, after) = location.split_once("://")?;
     if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
@@ -185,13 +187,70 @@ pub fn rewrite_location(
     let (authority, tail) = after.split_at(end);
     let ours = same_authority(scheme, authority, upstream_authority)
         || client_host.is_some_and(|host| same_authority(scheme, authority, host));
-    if !ours {
-        return None;
-    }
-    if tail.starts_with('/') {
-        Some(format!("{prefix}{tail}"))
+    ours.then(|| in_prefix(prefix, tail))
+}
+
+/// `prefix` followed by `tail` (a path, empty or absolute, then any query and
+/// fragment), the path resolved by [`resolve_dots`].
+fn in_prefix(prefix: &str, tail: &str) -> String {
+    let end = tail.find(['?', '#']).unwrap_or(tail.len());
+    let (path, query_and_fragment) = tail.split_at(end);
+    let mut out = String::with_capacity(prefix.len() + tail.len() + 1);
+    out.push_str(prefix);
+    resolve_dots(path, &mut out);
+    out.push_str(query_and_fragment);
+    out
+}
+
+/// Appends `path` (empty or starting with `/` or `\`) to `out` the way a browser
+/// resolves an http(s) URL's path (WHATWG URL Standard, path state): tabs dropped,
+/// `\` read as `/`, `.` and `..` segments (`%2e` counting as a dot, in any case)
+/// resolved without climbing above the start, a trailing dot segment leaving a
+/// trailing slash. Empty segments and every other byte are kept.
+fn resolve_dots(path: &str, out: &mut String) {
+    let untabbed;
+    let path = if path.contains('\t') {
+        untabbed = path.replace('\t', "");
+        &untabbed
     } else {
-        Some(format!("{prefix}/{tail}"))
+        path
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    let mut segments = path.split(['/', '\\']).skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match dots(segment) {
+            0 => kept.push(segment),
+            n => {
+                if n == 2 {
+                    kept.pop();
+                }
+                if last {
+                    kept.push("");
+                }
+            }
+        }
+    }
+    if kept.is_empty() {
+        out.push('/');
+    }
+    for segment in kept {
+        out.push('/');
+        out.push_str(segment);
+    }
+}
+
+/// 1 for a `.` segment, 2 for `..`, 0 for any other; `%2e` is a dot (WHATWG URL).
+fn dots(segment: &str) -> u8 {
+    const ONE: [&str; 2] = [".", "%2e"];
+    const TWO: [&str; 4] = ["..", ".%2e", "%2e.", "%2e%2e"];
+    let is = |spellings: &[&str]| spellings.iter().any(|d| segment.eq_ignore_ascii_case(d));
+    if is(&ONE) {
+        1
+    } else if is(&TWO) {
+        2
+    } else {
+        0
     }
 }
 
@@ -367,6 +426,15 @@ mod tests {
             ("?x=1", None, None),
             ("ftp://127.0.0.1:8787/x", None, None),
             ("", None, None),
+            // Dot segments resolve inside the prefix, as the browser would resolve them.
+            ("/a/../../x", None, Some("/p/x")),
+            ("http://127.0.0.1:8787/%2e%2e", None, Some("/p/")),
+            ("/a/.%2E/b/./c?d=/../#/..", None, Some("/p/b/c?d=/../#/..")),
+            ("/a/b/..", None, Some("/p/a/")),
+            ("/a\\..\\..\\b", None, Some("/p/b")),
+            ("/.\t./x", None, Some("/p/x")),
+            ("/\\evil.example/x", None, Some("/p//evil.example/x")),
+            ("/a//b/.../c.css", None, Some("/p/a//b/.../c.css")),
         ];
         for (location, host, want) in cases {
             let got = rewrite_location(location, "/p", up, *host);
