@@ -443,45 +443,8 @@ mod tests {
         let got = rewrite_location("/status", "/w/dashboard", up, None);
         assert_eq!(got.as_deref(), Some("/w/dashboard/status"));
     }
-
-    /// xorshift64: enough randomness for a property test without any crate.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
-    }
-
-    #[test]
-    fn normalised_rest_never_escapes() {
-        const SEGMENTS: &[&str] = &["a", ".", "..", "%2e", "%2E%2e", "", "%2f", "x%20y", ".%2e"];
-        const PREFIXES: &[&str] = &["/dashboard/w", "/w/dashboard"];
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-        let mut served = 0;
-        for _ in 0..5000 {
-            let mut path = PREFIXES[rng.below(2)].to_owned();
-            for _ in 0..rng.below(8) {
-                path.push('/');
-                path.push_str(SEGMENTS[rng.below(SEGMENTS.len())]);
-            }
-            let Ok(Target::Dashboard { rest, prefix, .. }) = parse(&path, true) else {
-                continue;
-            };
-            served += 1;
-            assert!(path.starts_with(&prefix), "{path:?}");
-            assert!(
-                rest.starts_with('/') && !rest.contains("//"),
-                "{path:?} -> {rest:?}"
-            );
-            for segment in rest.split('/') {
-                let decoded: Cow<'_, [u8]> = percent_decode_str(segment).into();
-                assert!(!matches!(&*decoded, b"." | b".."), "{path:?} -> {rest:?}");
-            }
-        }
-        assert!(served > 1000, "only {served} paths were served");
-    }
 }
+
+#[cfg(test)]
+#[path = "path_props.rs"]
+mod props;
