@@ -43,6 +43,12 @@ pub(crate) fn chars(set: &'static str, len: Range<usize>) -> impl Strategy<Value
     vec(select(set), len).prop_map(String::from_iter)
 }
 
+/// Strings of the printable ASCII characters (space included) `keep` accepts.
+pub(crate) fn ascii(keep: fn(u8) -> bool, len: Range<usize>) -> impl Strategy<Value = String> {
+    let set: Vec<char> = (b' '..=b'~').filter(|&b| keep(b)).map(char::from).collect();
+    vec(select(set), len).prop_map(String::from_iter)
+}
+
 /// Any text at all: any Unicode scalar values, controls included.
 pub(crate) fn text(len: Range<usize>) -> impl Strategy<Value = String> {
     vec(any::<char>(), len).prop_map(String::from_iter)
@@ -54,4 +60,14 @@ pub(crate) fn joined(
     len: Range<usize>,
 ) -> impl Strategy<Value = String> {
     vec(select(pieces), len).prop_map(|p| p.concat())
+}
+
+/// A header value from any bytes: those a value may not hold (controls but tab, and
+/// DEL) become spaces.
+pub(crate) fn header_value(bytes: impl AsRef<[u8]>) -> http::HeaderValue {
+    let forbidden = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+    let bytes: Vec<u8> = (bytes.as_ref().iter())
+        .map(|&b| if forbidden(b) { b' ' } else { b })
+        .collect();
+    http::HeaderValue::from_bytes(&bytes).expect("control bytes were replaced")
 }

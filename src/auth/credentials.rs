@@ -359,3 +359,11 @@ pub fn set_cookie(
 #[cfg(test)]
 #[path = "credentials_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "credentials_props.rs"]
+mod props;
+
+#[cfg(test)]
+#[path = "cookie_props.rs"]
+mod cookie_props;
