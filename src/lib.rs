@@ -13,6 +13,8 @@ pub mod logging;
 pub mod metrics;
 mod pages;
 mod prepared;
+#[cfg(test)]
+mod props;
 pub mod proxy;
 pub mod readiness;
 pub mod routes;

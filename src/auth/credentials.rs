@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::{AUTHORIZATION, COOKIE, REFERER};
 use http::{HeaderMap, HeaderValue};
 
 /// REANA's own session cookie.
@@ -173,10 +173,18 @@ fn pieces(header: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Whether one raw `name[=value]` query parameter carries a credential; the name is
 /// compared after percent-decoding.
-fn is_credential_param(param: &str) -> bool {
-    form_urlencoded::parse(param.as_bytes())
+fn is_credential_param(param: &[u8]) -> bool {
+    form_urlencoded::parse(param)
         .next()
         .is_some_and(|(name, _)| QUERY_NAMES.contains(&name.as_ref()))
+}
+
+/// The parameters of a raw query that are no credential and not empty, byte-for-byte
+/// and in order (as [`strip_query`] keeps them, on bytes).
+fn kept_params(query: &[u8]) -> impl Iterator<Item = &[u8]> {
+    query
+        .split(|&b| b == b'&')
+        .filter(|p| !p.is_empty() && !is_credential_param(p))
 }
 
 /// Removes every `access_token` and `token` parameter from a raw query string, keeping
@@ -186,21 +194,95 @@ fn is_credential_param(param: &str) -> bool {
 pub fn strip_query(query: &str) -> Option<String> {
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|p| !p.is_empty() && !is_credential_param(p))
+        .filter(|p| !p.is_empty() && !is_credential_param(p.as_bytes()))
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 /// True when the raw query has an `access_token` or `token` parameter (even an empty one).
 pub fn query_has_credential(query: &str) -> bool {
-    query.split('&').any(is_credential_param)
+    has_credential_param(query.as_bytes())
+}
+
+/// True when a raw `&`-separated list has an `access_token` or `token` parameter.
+/// Such a name holds `token` as it is or some `%XX`: a list with neither is passed
+/// over without being parsed.
+fn has_credential_param(list: &[u8]) -> bool {
+    let may_hold =
+        memchr::memchr(b'%', list).is_some() || memchr::memmem::find(list, b"token").is_some();
+    may_hold && list.split(|&b| b == b'&').any(is_credential_param)
+}
+
+/// A URL split at its first `#` and, before that, its first `?` (RFC 3986 §3):
+/// everything before the query, the query, the fragment.
+fn url_parts(url: &[u8]) -> (&[u8], Option<&[u8]>, Option<&[u8]>) {
+    let (before, fragment) = match memchr::memchr(b'#', url) {
+        Some(i) => (&url[..i], Some(&url[i + 1..])),
+        None => (url, None),
+    };
+    match memchr::memchr(b'?', before) {
+        Some(i) => (&before[..i], Some(&before[i + 1..]), fragment),
+        None => (before, None, fragment),
+    }
+}
+
+/// Whether a `Referer` carries a credential: an `access_token`/`token` parameter in its
+/// query or in a fragment (where OAuth's implicit flow puts one).
+fn referer_has_credential(referer: &[u8]) -> bool {
+    // Nearly every Referer is a plain page URL: one scan, nothing parsed.
+    if memchr::memchr2(b'?', b'#', referer).is_none() {
+        return false;
+    }
+    let (_, query, fragment) = url_parts(referer);
+    query.is_some_and(has_credential_param) || fragment.is_some_and(has_credential_param)
+}
+
+/// A `Referer` without credentials: the query loses them as in [`strip_query`] (no `?`
+/// when nothing is left), the fragment goes entirely (a Referer has none, RFC 9110
+/// §10.1.3), the rest is kept byte-for-byte. `None` when nothing is left.
+fn stripped_referer(referer: &[u8]) -> Option<HeaderValue> {
+    let (base, query, _) = url_parts(referer);
+    let mut out = Vec::with_capacity(referer.len());
+    out.extend_from_slice(base);
+    for (i, param) in kept_params(query.unwrap_or_default()).enumerate() {
+        out.push(if i == 0 { b'?' } else { b'&' });
+        out.extend_from_slice(param);
+    }
+    if out.is_empty() {
+        return None;
+    }
+    // Pieces of a valid header value, so the result is one too.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).ok()
+}
+
+/// Removes credentials from every `Referer` header: the page a request came from is
+/// often the dashboard URL a user opened with `?access_token=...`. Nothing is
+/// allocated for a Referer without any.
+fn strip_referer(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(REFERER).iter();
+    if !values.any(|v| referer_has_credential(v.as_bytes())) {
+        return;
+    }
+    let old: Vec<HeaderValue> = match headers.entry(REFERER) {
+        http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+        http::header::Entry::Vacant(_) => return,
+    };
+    for value in old {
+        if !referer_has_credential(value.as_bytes()) {
+            headers.append(REFERER, value);
+        } else if let Some(stripped) = stripped_referer(value.as_bytes()) {
+            headers.append(REFERER, stripped);
+        }
+    }
 }
 
 /// Removes the gateway cookie and REANA's `session` cookie from every `Cookie` header,
 /// keeping the other cookies (joined with `"; "`) and dropping headers left empty.
-/// Also removes `Authorization` entirely. Headers with nothing to remove stay as sent.
+/// Also removes `Authorization` entirely, and `access_token`/`token` parameters from
+/// `Referer`. Headers with nothing to remove stay as sent.
 pub fn strip_request_credentials(headers: &mut HeaderMap, gateway_cookie: &str) {
     headers.remove(AUTHORIZATION);
+    strip_referer(headers);
     let secret = |name: &[u8]| {
         !name.is_empty()
             && (name == gateway_cookie.as_bytes() || name == REANA_SESSION_COOKIE.as_bytes())
@@ -275,170 +357,13 @@ pub fn set_cookie(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+#[path = "credentials_tests.rs"]
+mod tests;
 
-    const GW: &str = "gw";
+#[cfg(test)]
+#[path = "credentials_props.rs"]
+mod props;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (name, value) in pairs {
-            let name = http::header::HeaderName::from_bytes(name.as_bytes()).expect("name");
-            h.append(name, HeaderValue::from_str(value).expect("value"));
-        }
-        h
-    }
-
-    fn found(h: &HeaderMap, q: Option<&str>) -> Option<(CredentialSource, String)> {
-        extract(h, q, GW).map(|c| (c.source(), c.secret().to_string()))
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive_and_needs_a_token() {
-        use CredentialSource::Bearer;
-        let got = |v| found(&headers(&[("authorization", v)]), None);
-        assert_eq!(got("Bearer abc"), Some((Bearer, "abc".into())));
-        assert_eq!(got("bEaReR  abc "), Some((Bearer, "abc".into())));
-        assert_eq!(got("Bearer "), None);
-        assert_eq!(got("Basic dXNlcjpwdw=="), None);
-        assert_eq!(got("Bearerabc"), None);
-    }
-
-    #[test]
-    fn sources_in_spec_order() {
-        use CredentialSource::*;
-        let all = [
-            ("authorization", "Bearer b"),
-            ("cookie", "gw=c"),
-            ("cookie", "session=s"),
-        ];
-        let q = Some("token=t&access_token=a");
-        assert_eq!(found(&headers(&all), q), Some((Bearer, "b".into())));
-        assert_eq!(
-            found(&headers(&all[1..]), q),
-            Some((QueryAccessToken, "a".into()))
-        );
-        assert_eq!(
-            found(&headers(&all[1..]), Some("x=1&token=t")),
-            Some((QueryToken, "t".into()))
-        );
-        assert_eq!(
-            found(&headers(&all[1..]), Some("x=1")),
-            Some((GatewayCookie, "c".into()))
-        );
-        assert_eq!(
-            found(&headers(&all[2..]), None),
-            Some((ReanaSession, "s".into()))
-        );
-        assert_eq!(found(&headers(&[]), Some("x=1")), None);
-    }
-
-    #[test]
-    fn query_values_are_percent_decoded_and_empty_ones_skipped() {
-        let h = headers(&[("cookie", "gw=c")]);
-        assert_eq!(
-            found(&h, Some("access_token=a%2Bb%3D&token=t")),
-            Some((CredentialSource::QueryAccessToken, "a+b=".into()))
-        );
-        assert_eq!(
-            found(&h, Some("access_token=&token=")),
-            Some((CredentialSource::GatewayCookie, "c".into()))
-        );
-    }
-
-    #[test]
-    fn cookies_from_several_headers() {
-        let h = headers(&[
-            ("cookie", "a=1; gw="),
-            ("cookie", "session=s"),
-            ("cookie", "b=2;  gw = \"tok\" ;c=3"),
-        ]);
-        let c = extract(&h, None, GW).expect("cookie found");
-        assert_eq!(c.source(), CredentialSource::GatewayCookie);
-        assert_eq!(c.secret(), "tok");
-        assert!(!c.from_query());
-        let h = headers(&[("cookie", "xgw=1; gwx=2"), ("cookie", "session=s")]);
-        assert_eq!(
-            found(&h, None),
-            Some((CredentialSource::ReanaSession, "s".into()))
-        );
-    }
-
-    #[test]
-    fn strip_query_keeps_others_verbatim() {
-        assert_eq!(
-            strip_query("a=1&access_token=x&b=%20&token=y").as_deref(),
-            Some("a=1&b=%20")
-        );
-        assert_eq!(
-            strip_query("acc%65ss_token=x&b=2&t%6Fken").as_deref(),
-            Some("b=2")
-        );
-        assert_eq!(
-            strip_query("tokens=1&x=a+b&&").as_deref(),
-            Some("tokens=1&x=a+b")
-        );
-        assert_eq!(strip_query("access_token=x&token="), None);
-        assert_eq!(strip_query(""), None);
-    }
-
-    #[test]
-    fn query_has_credential_detects_encoded_names() {
-        assert!(query_has_credential("a=1&token="));
-        assert!(query_has_credential("%61ccess_token=x"));
-        assert!(!query_has_credential("tokens=1&my_token=2"));
-    }
-
-    #[test]
-    fn strip_request_credentials_keeps_other_cookies() {
-        let mut h = headers(&[
-            ("authorization", "Bearer b"),
-            ("cookie", "a=1; gw=t"),
-            ("cookie", "session=s"),
-            ("cookie", "b=2;session=s;c=3"),
-            ("x-other", "kept"),
-        ]);
-        strip_request_credentials(&mut h, GW);
-        assert!(h.get(AUTHORIZATION).is_none());
-        let cookies: Vec<_> = h.get_all(COOKIE).iter().collect();
-        assert_eq!(cookies, ["a=1", "b=2; c=3"]);
-        assert_eq!(h["x-other"], "kept");
-        assert_eq!(extract(&h, None, GW), None);
-
-        let mut h = headers(&[("cookie", "a=1;b=2")]);
-        strip_request_credentials(&mut h, GW);
-        assert_eq!(h[COOKIE], "a=1;b=2");
-    }
-
-    #[test]
-    fn debug_and_display_hide_the_secret() {
-        let c = Credential::new(CredentialSource::Bearer, "s3cr3t-value");
-        let debug = format!("{c:?}");
-        assert_eq!(debug, "Credential { source: Bearer, secret: <redacted> }");
-        assert!(!format!("{c}").contains("s3cr3t"));
-        assert!(Credential::new(CredentialSource::QueryToken, "x").from_query());
-    }
-
-    #[test]
-    fn set_cookie_attributes() {
-        let max_age = Duration::from_secs(3600);
-        let v = set_cookie("gw", "a.b-c_d", "/w1/", max_age, true).expect("valid");
-        assert_eq!(
-            v,
-            "gw=a.b-c_d; Path=/w1/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure"
-        );
-        let v = set_cookie("gw", "tok", "/", max_age, false).expect("valid");
-        assert_eq!(v, "gw=tok; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax");
-    }
-
-    #[test]
-    fn set_cookie_rejects_unsafe_values() {
-        let d = Duration::from_secs(60);
-        assert!(set_cookie("gw", "a;b", "/", d, true).is_none());
-        assert!(set_cookie("gw", "a b", "/", d, true).is_none());
-        assert!(set_cookie("gw", "a\"b", "/", d, true).is_none());
-        assert!(set_cookie("gw", "", "/", d, true).is_none());
-        assert!(set_cookie("g w", "tok", "/", d, true).is_none());
-        assert!(set_cookie("gw", "tok", "/x;Domain=evil", d, true).is_none());
-    }
-}
+#[cfg(test)]
+#[path = "cookie_props.rs"]
+mod cookie_props;

@@ -557,3 +557,7 @@ mod tests {
         assert!(!origin_allowed(Some(&non_utf8), Some("x"), &[]));
     }
 }
+
+#[cfg(test)]
+#[path = "headers_props.rs"]
+mod props;

@@ -235,9 +235,13 @@ async fn credentials_in_a_header_or_the_query_are_not_forwarded_and_a_body_is() 
         "/dashboard/w1/api/v1/retire_workers?access_token={}&n=1",
         h.token("alice")
     );
+    // The page the request came from was opened with the token in its query.
+    let page = "https://reana.example.org/dashboard/w1/status";
+    let referer = format!("{page}?access_token={}&tab=2", h.token("alice"));
     for req in [bearer, Request::post(query.as_str())] {
         let req = req
             .header(HOST, "reana.example.org")
+            .header("referer", &referer)
             .body(full("{\"n\": 1}"))
             .expect("request");
         assert_eq!(h.send(req).await.status(), StatusCode::OK);
@@ -246,6 +250,7 @@ async fn credentials_in_a_header_or_the_query_are_not_forwarded_and_a_body_is() 
         assert_eq!(seen[0].target, "/api/v1/retire_workers?n=1");
         assert_eq!(seen[0].body, "{\"n\": 1}");
         assert!(!seen[0].headers.contains_key(AUTHORIZATION));
+        assert_eq!(seen[0].headers["referer"], format!("{page}?tab=2").as_str());
     }
 }
 
