@@ -10,6 +10,7 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod logging;
+mod memory;
 pub mod metrics;
 mod pages;
 mod prepared;
@@ -194,6 +195,7 @@ impl Gateway {
         if let Some(cert) = cert {
             tokio::spawn(cert.watch(tls::RELOAD_INTERVAL, stop_admin.clone()));
         }
+        tokio::spawn(memory::release_after_closes(stop_admin.clone()));
 
         let release = CancellationToken::new();
         let serving = server::Serving {
