@@ -1,7 +1,7 @@
-//! The NetworkPolicies in `deploy/`, rendered with the real `kubectl kustomize`: what
-//! each policy selects and which connections the rendered set admits, evaluated with
-//! NetworkPolicy's rules (a pod selected by a policy of a direction accepts only what
-//! some such policy allows; policies add up).
+//! The NetworkPolicies and the ServiceMonitor component in `deploy/`, rendered with
+//! the real `kubectl kustomize`: what each policy selects and which connections the
+//! rendered set admits, evaluated with NetworkPolicy's rules (a pod selected by a
+//! policy of a direction accepts only what some such policy allows; policies add up).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::Ipv4Addr;
@@ -11,7 +11,7 @@ use serde_json::Value;
 #[path = "support/kustomize.rs"]
 mod kustomize;
 
-use kustomize::{find, named, one, render};
+use kustomize::{find, named, one, render, render_with_components};
 
 /// One end of a connection: a pod (namespace and labels) or an address outside
 /// any pod (the API server).
@@ -334,4 +334,49 @@ fn reana_overlay_leaves_the_gateway_the_only_way_to_a_dashboard() {
     assert!(!reaches(pod("elsewhere", WORKFLOW), 8786));
     assert!(!reaches(gateway, 8788), "no other port");
     assert!(!reaches(pod("reana", WORKFLOW), 8787));
+}
+
+#[test]
+fn servicemonitor_component_scrapes_the_admin_port() {
+    assert!(
+        find(&render("deploy/overlays/reana"), "ServiceMonitor").is_empty(),
+        "optional"
+    );
+    let objects = render_with_components(
+        "deploy/overlays/reana",
+        "reana",
+        &["deploy/components/servicemonitor"],
+    );
+    let monitor = one(&objects, "ServiceMonitor");
+    let service = one(&objects, "Service");
+    assert_eq!(
+        monitor["metadata"]["namespace"],
+        service["metadata"]["namespace"]
+    );
+    let service_labels = labels(&service["metadata"]["labels"]);
+    assert!(
+        selects(&monitor["spec"]["selector"], &service_labels),
+        "selects the gateway's Service"
+    );
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["path"], "/metrics");
+    let port = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == endpoint["port"])
+        .expect("the endpoint names a Service port");
+    assert_eq!(port["targetPort"], "admin");
+    // ... whose container port the gateway's policy opens to Prometheus in `monitoring`.
+    let admin = container_port(&objects, "admin");
+    let gateway = gateway_labels(&objects);
+    let prometheus = pod("monitoring", PROMETHEUS);
+    assert!(allowed(
+        &objects,
+        "Ingress",
+        pod("reana", &gateway),
+        prometheus,
+        admin,
+        "TCP"
+    ));
 }
