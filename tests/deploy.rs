@@ -4,69 +4,14 @@
 //! the configurations they ship pass `--check-config`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/kustomize.rs"]
+mod kustomize;
 
-/// Python with PyYAML (the Dask test environment has it) turns YAML into JSON.
-fn python() -> PathBuf {
-    let venv = std::env::var_os("DDG_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
-            Path::new(&home).join(".cache/dask-dashboard-gateway/venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/test",
-        python.display()
-    );
-    python
-}
-
-/// `kubectl kustomize <dir>` as a list of objects.
-fn render(dir: &str) -> Vec<Value> {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(repo().join(dir))
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {dir} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut child = Command::new(python())
-        .args([
-            "-c",
-            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(&out.stdout).unwrap();
-    let converted = child.wait_with_output().unwrap();
-    assert!(converted.status.success());
-    serde_json::from_slice(&converted.stdout).unwrap()
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    objects.iter().filter(|o| o["kind"] == kind).collect()
-}
-
-fn one<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
-    let found = find(objects, kind);
-    assert_eq!(found.len(), 1, "expected one {kind}, got {}", found.len());
-    found[0]
-}
+use kustomize::{find, one, render, repo};
 
 fn check_deployment(objects: &[Value]) {
     let deployment = one(objects, "Deployment");
@@ -94,6 +39,8 @@ fn check_deployment(objects: &[Value]) {
             "{key}.memory"
         );
     }
+    assert_eq!(container["imagePullPolicy"], "Always");
+    check_token_mount(pod);
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     assert!(
         grace > 30,
@@ -120,6 +67,46 @@ fn check_deployment(objects: &[Value]) {
         one(objects, "Service")["spec"]["ports"][0]["targetPort"],
         "http"
     );
+}
+
+/// No token mounted by default; the gateway container alone gets the service
+/// account's token, CA and namespace where kube-rs reads them in-cluster.
+fn check_token_mount(pod: &Value) {
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    let mount = mounts.iter().find(|m| m["mountPath"] == dir).unwrap();
+    assert_eq!(mount["readOnly"], true);
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    let sources = volume["projected"]["sources"].as_array().unwrap();
+    let token = &sources[0]["serviceAccountToken"];
+    assert_eq!(token["path"], "token");
+    assert!(token["expirationSeconds"].as_u64().unwrap() >= 600);
+    assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+    assert_eq!(sources[1]["configMap"]["items"][0]["path"], "ca.crt");
+    let namespace = &sources[2]["downwardAPI"]["items"][0];
+    assert_eq!(namespace["path"], "namespace");
+    assert_eq!(namespace["fieldRef"]["fieldPath"], "metadata.namespace");
+}
+
+/// Every namespaced object is in `namespace` (never `default`), and the
+/// ServiceAccount asks for no automatic token.
+fn check_namespace(objects: &[Value], namespace: &str) {
+    for o in objects {
+        let cluster_wide =
+            ["ClusterRole", "ClusterRoleBinding"].contains(&o["kind"].as_str().unwrap());
+        if !cluster_wide {
+            assert_eq!(o["metadata"]["namespace"], namespace, "{}", o["kind"]);
+        }
+        if o["kind"] == "ServiceAccount" {
+            assert_eq!(o["automountServiceAccountToken"], false);
+        }
+    }
 }
 
 /// Only get/list/watch, only on services and endpointslices.
@@ -180,6 +167,7 @@ fn base_renders_a_hardened_deployment_with_namespaced_rbac() {
         "dask-dashboard-gateway"
     );
     assert!(find(&objects, "ClusterRole").is_empty());
+    check_namespace(&objects, "dask-dashboard-gateway");
     check_config(&objects);
 }
 
@@ -189,19 +177,21 @@ fn cluster_rbac_grants_only_reads_of_services_and_endpointslices() {
     check_rules(&one(&objects, "ClusterRole")["rules"]);
     let binding = one(&objects, "ClusterRoleBinding");
     assert_eq!(binding["subjects"][0]["name"], "dask-dashboard-gateway");
+    assert_eq!(
+        binding["subjects"][0]["namespace"],
+        "dask-dashboard-gateway"
+    );
+    check_namespace(&objects, "dask-dashboard-gateway");
     let objects = render("deploy/rbac/namespaced");
     check_rules(&one(&objects, "Role")["rules"]);
+    check_namespace(&objects, "reana");
 }
 
 #[test]
 fn reana_overlay_routes_both_dashboard_forms_and_introspects_with_reana() {
     let objects = render("deploy/overlays/reana");
     check_deployment(&objects);
-    for o in &objects {
-        if o["metadata"]["namespace"].is_string() {
-            assert_eq!(o["metadata"]["namespace"], "default", "{}", o["kind"]);
-        }
-    }
+    check_namespace(&objects, "reana");
     let ingress = one(&objects, "Ingress");
     let path = &ingress["spec"]["rules"][0]["http"]["paths"][0];
     assert_eq!(path["path"], "/dashboard/");
