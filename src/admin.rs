@@ -46,7 +46,7 @@ impl Admin {
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready\n".into()),
             "/metrics" => text(
                 StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
+                crate::metrics::CONTENT_TYPE,
                 self.metrics.render(self.routes.len()),
             ),
             "/routes" => text(StatusCode::OK, "application/json", self.routes_json()),

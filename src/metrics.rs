@@ -1,16 +1,29 @@
-//! Every metric the gateway exports, registered in one place and rendered in the
-//! Prometheus text format. Lock-free on the request path: fixed arrays of atomics
-//! indexed by bounded label enums.
+//! Every metric the gateway exports, registered in one place and rendered by
+//! prometheus-client in the Prometheus text format (0.0.4). The request path touches
+//! only counter handles resolved ahead of time (atomics behind an `Arc`: no label
+//! lookup, no lock) and the duration histogram.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-const PREFIX: &str = "dashboard_gateway_";
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
+    LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+const PREFIX: &str = "dashboard_gateway";
 
 /// `kind` label of `requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestKind {
     /// Plain HTTP request.
     Http,
@@ -30,7 +43,7 @@ impl RequestKind {
 }
 
 /// `result` label of `auth_decisions_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthResult {
     /// Authenticated and authorized.
     Allowed,
@@ -73,7 +86,7 @@ impl AuthResult {
 }
 
 /// `reason` label of `upstream_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UpstreamError {
     /// TCP connect failed or timed out.
     Connect,
@@ -103,81 +116,58 @@ impl UpstreamError {
     }
 }
 
+/// Label values from each enum's fixed `as_label()`, so cardinality stays bounded.
+macro_rules! label_values {
+    ($($t:ty),*) => {$(
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                self.as_label().encode(encoder)
+            }
+        }
+    )*};
+}
+
+label_values!(RequestKind, AuthResult, UpstreamError);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    kind: RequestKind,
+    code: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuthLabels {
+    result: AuthResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpstreamLabels {
+    reason: UpstreamError,
+}
+
 const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// A fixed-bucket histogram of seconds.
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(
-            out,
-            "# HELP {PREFIX}{name} {help}\n# TYPE {PREFIX}{name} histogram"
-        );
-        let mut cumulative = 0;
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{PREFIX}{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{PREFIX}{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{PREFIX}{name}_sum {sum}\n{PREFIX}{name}_count {count}"
-        );
-    }
-}
-
-/// Writes a counter with one label whose values are fixed.
-fn labelled_counter(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[(&str, &AtomicU64)],
-) {
-    let _ = writeln!(
-        out,
-        "# HELP {PREFIX}{name} {help}\n# TYPE {PREFIX}{name} counter"
-    );
-    for (value, counter) in values {
-        let n = counter.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{PREFIX}{name}{{{label}=\"{value}\"}} {n}");
-    }
-}
-
-/// Status codes are counted in a fixed array: 100..=599.
+/// Status codes a request is counted under: 100..=599.
 const CODES: usize = 500;
 
 /// All metrics of one gateway.
 #[derive(Debug)]
 pub struct Metrics {
-    requests: Vec<AtomicU64>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    /// One handle per (kind, code), taken from `requests` on first use: a code is
+    /// exported once it has been answered, and later requests skip the family's lock.
+    request_counters: Box<[OnceLock<Counter>]>,
     request_duration: Histogram,
-    websockets_active: AtomicI64,
-    auth_decisions: [AtomicU64; AuthResult::ALL.len()],
-    upstream_errors: [AtomicU64; UpstreamError::ALL.len()],
-    discovery_events: AtomicU64,
+    websockets_active: Gauge,
+    routes: Gauge,
+    auth_decisions: [Counter; AuthResult::ALL.len()],
+    upstream_errors: [Counter; UpstreamError::ALL.len()],
+    discovery_events: Counter,
     discovery_lag: Histogram,
-    log_lines_dropped: OnceLock<LogDrops>,
+    log_lines_dropped: Arc<OnceLock<LogDrops>>,
 }
 
 /// Where the count of dropped log lines comes from.
@@ -189,19 +179,100 @@ impl std::fmt::Debug for LogDrops {
     }
 }
 
+/// `log_lines_dropped_total`, read from the log writer at each scrape.
+#[derive(Debug)]
+struct DroppedLogLines(Arc<OnceLock<LogDrops>>);
+
+impl Collector for DroppedLogLines {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let dropped = self.0.get().map_or(0, |count| (count.0)());
+        let counter = ConstCounter::new(dropped);
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because the log output did not keep up.",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
+/// Every label value of a one-label counter family, each with its handle.
+fn counters<L, const N: usize>(family: &Family<L, Counter>, labels: [L; N]) -> [Counter; N]
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    labels.map(|l| family.get_or_create(&l).clone())
+}
+
 impl Default for Metrics {
     fn default() -> Self {
+        // prometheus-client ends every HELP text with a full stop and every
+        // counter's name with `_total`.
+        let mut registry = Registry::with_prefix(PREFIX);
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by kind and status code",
+            requests.clone(),
+        );
+        let request_duration = Histogram::new(BUCKETS);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response head (WebSocket: to the handshake answer)",
+            request_duration.clone(),
+        );
+        let websockets_active = Gauge::default();
+        registry.register(
+            "websockets_active",
+            "Proxied WebSockets open now",
+            websockets_active.clone(),
+        );
+        let routes = Gauge::default();
+        registry.register("routes", "Workflows with a known scheduler", routes.clone());
+        let auth = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth_decisions",
+            "Authentication and authorization decisions",
+            auth.clone(),
+        );
+        let upstream = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failures talking to schedulers",
+            upstream.clone(),
+        );
+        let discovery_events = Counter::default();
+        registry.register(
+            "discovery_events",
+            "Discovery events applied to the route table",
+            discovery_events.clone(),
+        );
+        let discovery_lag = Histogram::new(BUCKETS);
+        registry.register(
+            "discovery_lag_seconds",
+            "From a Service's change to its route being served",
+            discovery_lag.clone(),
+        );
+        let log_lines_dropped = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(DroppedLogLines(Arc::clone(&log_lines_dropped))));
         Metrics {
-            requests: (0..RequestKind::ALL.len() * CODES)
-                .map(|_| AtomicU64::new(0))
+            registry,
+            requests,
+            request_counters: (0..RequestKind::ALL.len() * CODES)
+                .map(|_| OnceLock::new())
                 .collect(),
-            request_duration: Histogram::default(),
-            websockets_active: AtomicI64::new(0),
-            auth_decisions: Default::default(),
-            upstream_errors: Default::default(),
-            discovery_events: AtomicU64::new(0),
-            discovery_lag: Histogram::default(),
-            log_lines_dropped: OnceLock::new(),
+            request_duration,
+            websockets_active,
+            routes,
+            auth_decisions: counters(&auth, AuthResult::ALL.map(|result| AuthLabels { result })),
+            upstream_errors: counters(
+                &upstream,
+                UpstreamError::ALL.map(|reason| UpstreamLabels { reason }),
+            ),
+            discovery_events,
+            discovery_lag,
+            log_lines_dropped,
         }
     }
 }
@@ -214,35 +285,40 @@ impl Metrics {
 
     /// Counts a finished request (or WebSocket handshake) and its duration.
     pub fn request(&self, kind: RequestKind, code: u16, duration: Duration) {
-        let code = usize::from(code.clamp(100, 599)) - 100;
-        let index = kind as usize * CODES + code;
-        if let Some(counter) = self.requests.get(index) {
-            counter.fetch_add(1, Ordering::Relaxed);
+        let code = code.clamp(100, 599);
+        let index = kind as usize * CODES + usize::from(code - 100);
+        if let Some(slot) = self.request_counters.get(index) {
+            slot.get_or_init(|| {
+                self.requests
+                    .get_or_create(&RequestLabels { kind, code })
+                    .clone()
+            })
+            .inc();
         }
-        self.request_duration.observe(duration);
+        self.request_duration.observe(duration.as_secs_f64());
     }
 
     /// Counts an authentication/authorization decision.
     pub fn auth(&self, result: AuthResult) {
-        self.auth_decisions[result as usize].fetch_add(1, Ordering::Relaxed);
+        self.auth_decisions[result as usize].inc();
     }
 
     /// Counts an upstream failure.
     pub fn upstream_error(&self, reason: UpstreamError) {
-        self.upstream_errors[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.upstream_errors[reason as usize].inc();
     }
 
     /// A proxied WebSocket opened (+1) or closed (-1).
     pub fn websocket_delta(&self, delta: i64) {
-        self.websockets_active.fetch_add(delta, Ordering::Relaxed);
+        self.websockets_active.inc_by(delta);
     }
 
     /// Counts a discovery event and, when known, how long after the object's change
     /// the route was served.
     pub fn discovery_event(&self, lag: Option<Duration>) {
-        self.discovery_events.fetch_add(1, Ordering::Relaxed);
+        self.discovery_events.inc();
         if let Some(lag) = lag {
-            self.discovery_lag.observe(lag);
+            self.discovery_lag.observe(lag.as_secs_f64());
         }
     }
 
@@ -251,129 +327,17 @@ impl Metrics {
         let _ = self.log_lines_dropped.set(LogDrops(Box::new(count)));
     }
 
-    /// Renders everything in the Prometheus text exposition format.
+    /// Renders everything in the Prometheus text exposition format (0.0.4), with
+    /// `routes` as the number of known routes.
     pub fn render(&self, routes: usize) -> String {
+        self.routes.set(i64::try_from(routes).unwrap_or(i64::MAX));
         let mut out = String::with_capacity(4096);
-        let header = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(
-                out,
-                "# HELP {PREFIX}{name} {help}\n# TYPE {PREFIX}{name} {kind}"
-            );
-        };
-        header(
-            &mut out,
-            "requests_total",
-            "counter",
-            "Requests answered, by kind and status code.",
-        );
-        for kind in RequestKind::ALL {
-            for code in 0..CODES {
-                let n = self.requests[kind as usize * CODES + code].load(Ordering::Relaxed);
-                if n > 0 {
-                    let (k, c) = (kind.as_label(), code + 100);
-                    let _ = writeln!(
-                        out,
-                        "{PREFIX}requests_total{{kind=\"{k}\",code=\"{c}\"}} {n}"
-                    );
-                }
-            }
-        }
-        self.request_duration.render(
-            &mut out,
-            "request_duration_seconds",
-            "Time from request to response head (WebSocket: to the handshake answer).",
-        );
-        header(
-            &mut out,
-            "websockets_active",
-            "gauge",
-            "Proxied WebSockets open now.",
-        );
-        let active = self.websockets_active.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{PREFIX}websockets_active {active}");
-        header(
-            &mut out,
-            "routes",
-            "gauge",
-            "Workflows with a known scheduler.",
-        );
-        let _ = writeln!(out, "{PREFIX}routes {routes}");
-        let auth = AuthResult::ALL.map(|r| (r.as_label(), &self.auth_decisions[r as usize]));
-        labelled_counter(
-            &mut out,
-            "auth_decisions_total",
-            "Authentication and authorization decisions.",
-            "result",
-            &auth,
-        );
-        let upstream =
-            UpstreamError::ALL.map(|r| (r.as_label(), &self.upstream_errors[r as usize]));
-        labelled_counter(
-            &mut out,
-            "upstream_errors_total",
-            "Failures talking to schedulers.",
-            "reason",
-            &upstream,
-        );
-        header(
-            &mut out,
-            "discovery_events_total",
-            "counter",
-            "Discovery events applied to the route table.",
-        );
-        let n = self.discovery_events.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{PREFIX}discovery_events_total {n}");
-        self.discovery_lag.render(
-            &mut out,
-            "discovery_lag_seconds",
-            "From a Service's change to its route being served.",
-        );
-        header(
-            &mut out,
-            "log_lines_dropped_total",
-            "counter",
-            "Log lines dropped because the log output did not keep up.",
-        );
-        let dropped = self.log_lines_dropped.get().map_or(0, |count| (count.0)());
-        let _ = writeln!(out, "{PREFIX}log_lines_dropped_total {dropped}");
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
         out
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_counters_and_histograms() {
-        let m = Metrics::new();
-        m.request(RequestKind::Http, 200, Duration::from_millis(3));
-        m.request(RequestKind::Http, 200, Duration::from_millis(30));
-        m.request(RequestKind::WebSocket, 101, Duration::from_millis(1));
-        m.auth(AuthResult::Forbidden);
-        m.upstream_error(UpstreamError::Timeout);
-        m.websocket_delta(1);
-        let text = m.render(7);
-        assert!(text.contains("dashboard_gateway_requests_total{kind=\"http\",code=\"200\"} 2"));
-        assert!(
-            text.contains("dashboard_gateway_requests_total{kind=\"websocket\",code=\"101\"} 1")
-        );
-        assert!(text.contains("dashboard_gateway_request_duration_seconds_bucket{le=\"0.005\"} 2"));
-        assert!(text.contains("dashboard_gateway_request_duration_seconds_count 3"));
-        assert!(text.contains("dashboard_gateway_routes 7"));
-        assert!(text.contains("dashboard_gateway_websockets_active 1"));
-        assert!(text.contains("dashboard_gateway_auth_decisions_total{result=\"forbidden\"} 1"));
-        assert!(text.contains("dashboard_gateway_upstream_errors_total{reason=\"timeout\"} 1"));
-        assert!(text.contains("dashboard_gateway_discovery_events_total 0"));
-        assert!(text.contains("dashboard_gateway_log_lines_dropped_total 0"));
-    }
-
-    #[test]
-    fn dropped_log_lines_come_from_their_source() {
-        let m = Metrics::new();
-        m.count_dropped_log_lines(|| 42);
-        assert!(m
-            .render(0)
-            .contains("dashboard_gateway_log_lines_dropped_total 42"));
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

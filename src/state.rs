@@ -27,7 +27,7 @@ pub(crate) struct State {
     /// thread, cloned per response without allocating.
     pub(crate) dashboard_csp: HeaderValue,
     /// Proxies whose `X-Forwarded-For` tells the client's address.
-    pub(crate) trusted_proxies: Vec<(std::net::IpAddr, u8)>,
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Upstream limits and timeouts.
     pub(crate) upstream: UpstreamConfig,
     /// Cookie and origin settings.

@@ -1,21 +1,18 @@
-//! The decision cache in front of reana-server: answers kept for `cache_ttl`
+//! The decision cache in front of reana-server (moka): answers kept for `cache_ttl`
 //! (positive) or `negative_ttl` (refusals), concurrent misses for one key collapsed
 //! into one call, memory bounded, and credentials kept only as keyed hashes.
 //!
-//! Bounding: positive and negative answers live in two FIFO regions that share
-//! `cache_max_entries` half and half, so a flood of bad credentials (negative
-//! answers) evicts other negative answers, never the identities of real users.
+//! Bounding: positive answers and refusals live in two caches that share
+//! `cache_max_entries` half and half, so a flood of bad credentials (refusals)
+//! evicts other refusals, never the identities of real users.
 
 use std::collections::hash_map::RandomState;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use dashmap::DashMap;
-use tokio::sync::OnceCell;
+use moka::future::Cache;
 
 /// What a cache key stands for; part of the hashed input, so one secret used as a
 /// token and as a session cookie gives two keys.
@@ -122,30 +119,22 @@ impl Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
 
-type Flight = Arc<OnceCell<Result<Decision, Unavailable>>>;
-
-struct Entry {
-    decision: Decision,
-    expires: Instant,
-    seq: u64,
-}
-
-/// Insertion order of one region plus its live entry count.
-#[derive(Default)]
-struct Region {
-    order: VecDeque<(CacheKey, u64)>,
-    live: usize,
+/// Why a flight ended without a positive answer; handed to every caller of that
+/// flight, kept by none.
+#[derive(Debug)]
+enum NotPositive {
+    /// A refusal, also stored among the refusals.
+    Refused(Decision),
+    /// reana-server gave no answer.
+    Unavailable,
 }
 
 /// Time-limited, size-bounded, single-flight cache of reana-server answers.
 pub struct DecisionCache {
-    entries: DashMap<CacheKey, Entry>,
-    inflight: DashMap<CacheKey, Flight>,
-    /// `[positive, negative]`; every change of `entries` happens under this lock.
-    regions: Mutex<[Region; 2]>,
-    caps: [usize; 2],
-    ttls: [Duration; 2],
-    seq: AtomicU64,
+    /// Positive answers, for `positive_ttl`; its `try_get_with` is the single flight.
+    positive: Cache<CacheKey, Decision>,
+    /// Refusals, for `negative_ttl`.
+    refusals: Cache<CacheKey, Decision>,
     hasher: KeyHasher,
 }
 
@@ -154,13 +143,16 @@ impl DecisionCache {
     /// positive answers `positive_ttl` and refusals `negative_ttl`.
     pub fn new(max_entries: usize, positive_ttl: Duration, negative_ttl: Duration) -> Self {
         let negative = (max_entries / 2).max(1);
+        let positive = max_entries.saturating_sub(negative).max(1);
+        let region = |capacity: usize, ttl: Duration| {
+            Cache::builder()
+                .max_capacity(u64::try_from(capacity).unwrap_or(u64::MAX))
+                .time_to_live(ttl)
+                .build()
+        };
         DecisionCache {
-            entries: DashMap::new(),
-            inflight: DashMap::new(),
-            regions: Mutex::new(Default::default()),
-            caps: [max_entries.saturating_sub(negative).max(1), negative],
-            ttls: [positive_ttl, negative_ttl],
-            seq: AtomicU64::new(0),
+            positive: region(positive, positive_ttl),
+            refusals: region(negative, negative_ttl),
             hasher: KeyHasher::default(),
         }
     }
@@ -170,31 +162,16 @@ impl DecisionCache {
         self.hasher.key(kind, secret, workflow)
     }
 
-    /// Number of cached answers (expired ones not yet dropped included).
+    /// Number of cached answers, as moka last counted them (it counts an insertion
+    /// or an eviction when it applies its pending work).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        let n = self.positive.entry_count() + self.refusals.entry_count();
+        usize::try_from(n).unwrap_or(usize::MAX)
     }
 
-    /// True when nothing is cached.
+    /// True when nothing is cached (see [`DecisionCache::len`]).
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The cached answer for `key` while it is fresh.
-    pub fn get(&self, key: CacheKey) -> Option<Decision> {
-        self.get_at(key, Instant::now())
-    }
-
-    fn get_at(&self, key: CacheKey, now: Instant) -> Option<Decision> {
-        let seq = {
-            let entry = self.entries.get(&key)?;
-            if entry.expires > now {
-                return Some(entry.decision.clone());
-            }
-            entry.seq
-        };
-        self.remove(key, seq);
-        None
+        self.len() == 0
     }
 
     /// The cached answer, or the one `fetch` gives. Concurrent callers for one key
@@ -209,104 +186,35 @@ impl DecisionCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Decision, Unavailable>>,
     {
-        if let Some(decision) = self.get(key) {
-            return Ok(decision);
-        }
-        let flight = Arc::clone(self.inflight.entry(key).or_default().value());
-        let guard = FlightGuard {
-            cache: self,
-            key,
-            flight,
-        };
-        let result = guard
-            .flight
-            .get_or_init(|| async {
-                // A flight that ended between our miss and joining left its answer.
-                if let Some(decision) = self.get(key) {
-                    return Ok(decision);
-                }
-                let result = fetch().await;
-                if let Ok(decision) = &result {
-                    self.insert(key, decision.clone());
-                }
-                result
-            })
-            .await;
-        result.clone()
-    }
-
-    /// Stores an answer, evicting the oldest of its region when the region is full.
-    pub fn insert(&self, key: CacheKey, decision: Decision) {
-        self.insert_at(key, decision, Instant::now());
-    }
-
-    fn insert_at(&self, key: CacheKey, decision: Decision, now: Instant) {
-        let region = usize::from(!decision.is_positive());
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let expires = now + self.ttls[region];
-        let mut regions = self.lock();
-        let entry = Entry {
-            decision,
-            expires,
-            seq,
-        };
-        if let Some(old) = self.entries.insert(key, entry) {
-            let old_region = usize::from(!old.decision.is_positive());
-            regions[old_region].live = regions[old_region].live.saturating_sub(1);
-        }
-        let cap = self.caps[region];
-        let r = &mut regions[region];
-        r.order.push_back((key, seq));
-        r.live += 1;
-        while r.live > cap {
-            let Some((old_key, old_seq)) = r.order.pop_front() else {
-                break;
-            };
-            if self
-                .entries
-                .remove_if(&old_key, |_, e| e.seq == old_seq)
-                .is_some()
-            {
-                r.live -= 1;
+        let flight = async {
+            if let Some(refusal) = self.refusals.get(&key).await {
+                return Err(NotPositive::Refused(refusal));
             }
-        }
-        if r.order.len() > 2 * cap + 16 {
-            // Replaced and removed entries leave stale positions behind.
-            let entries = &self.entries;
-            r.order
-                .retain(|(k, s)| entries.get(k).is_some_and(|e| e.seq == *s));
+            match fetch().await {
+                Ok(decision) if decision.is_positive() => Ok(decision),
+                Ok(refusal) => {
+                    self.refusals.insert(key, refusal.clone()).await;
+                    Err(NotPositive::Refused(refusal))
+                }
+                Err(Unavailable) => Err(NotPositive::Unavailable),
+            }
+        };
+        match self.positive.try_get_with(key, flight).await {
+            Ok(decision) => Ok(decision),
+            Err(not_positive) => match &*not_positive {
+                NotPositive::Refused(refusal) => Ok(refusal.clone()),
+                NotPositive::Unavailable => Err(Unavailable),
+            },
         }
     }
 
-    fn remove(&self, key: CacheKey, seq: u64) {
-        let mut regions = self.lock();
-        if let Some((_, old)) = self.entries.remove_if(&key, |_, e| e.seq == seq) {
-            let region = usize::from(!old.decision.is_positive());
-            regions[region].live = regions[region].live.saturating_sub(1);
+    /// Stores an answer among the positive ones or the refusals.
+    pub async fn insert(&self, key: CacheKey, decision: Decision) {
+        if decision.is_positive() {
+            self.positive.insert(key, decision).await;
+        } else {
+            self.refusals.insert(key, decision).await;
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, [Region; 2]> {
-        // The lock guards counters only: a panic elsewhere leaves them usable.
-        self.regions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Leaves a flight: the last participant (or anyone once it has an answer) removes
-/// it, so an abandoned flight never stays behind.
-struct FlightGuard<'a> {
-    cache: &'a DecisionCache,
-    key: CacheKey,
-    flight: Flight,
-}
-
-impl Drop for FlightGuard<'_> {
-    fn drop(&mut self) {
-        // `remove_if` holds the shard's write lock: nobody can join meanwhile, so the
-        // count is the map's reference, ours, and those of the other participants.
-        self.cache.inflight.remove_if(&self.key, |_, f| {
-            Arc::ptr_eq(f, &self.flight) && (f.initialized() || Arc::strong_count(f) <= 2)
-        });
     }
 }
 

@@ -1,12 +1,40 @@
-//! Tests of `cache.rs`.
+//! Tests of `cache.rs`. moka keeps time with its own clock (a paused tokio clock does
+//! not move it), so TTLs are short real ones, with margins far above scheduling noise.
 use super::*;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const POS: Duration = Duration::from_secs(30);
 const NEG: Duration = Duration::from_secs(5);
+const STEP: Duration = Duration::from_secs(10);
 
 fn user(u: &str) -> Decision {
     Decision::User(u.into())
+}
+
+/// The cached answer for `key`, if any, without fetching.
+async fn cached(cache: &DecisionCache, key: CacheKey) -> Option<Decision> {
+    match cache.positive.get(&key).await {
+        Some(decision) => Some(decision),
+        None => cache.refusals.get(&key).await,
+    }
+}
+
+/// `get_or_fetch` whose fetch counts its calls and answers `answer` after `delay`.
+async fn lookup(
+    cache: &DecisionCache,
+    key: CacheKey,
+    calls: &AtomicUsize,
+    delay: Duration,
+    answer: Result<Decision, Unavailable>,
+) -> Result<Decision, Unavailable> {
+    let fetch = || async {
+        calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(delay).await;
+        answer
+    };
+    tokio::time::timeout(STEP, cache.get_or_fetch(key, fetch))
+        .await
+        .expect("lookup in time")
 }
 
 #[test]
@@ -31,27 +59,49 @@ fn keys_depend_on_kind_secret_and_workflow() {
     );
 }
 
-#[test]
-fn positive_and_negative_ttls() {
-    let cache = DecisionCache::new(100, POS, NEG);
+#[tokio::test]
+async fn positive_and_negative_ttls() {
+    let (pos, neg) = (Duration::from_secs(2), Duration::from_millis(200));
+    let cache = DecisionCache::new(100, pos, neg);
     let (a, b) = (
         cache.key(KeyKind::TokenIdentity, "good", None),
         cache.key(KeyKind::TokenIdentity, "bad", None),
     );
-    let t0 = Instant::now();
-    cache.insert_at(a, user("u1"), t0);
-    cache.insert_at(b, Decision::Rejected(Rejection::NotValid), t0);
-    let t1 = t0 + NEG - Duration::from_millis(1);
+    let t0 = tokio::time::Instant::now();
+    cache.insert(a, user("u1")).await;
+    cache
+        .insert(b, Decision::Rejected(Rejection::NotValid))
+        .await;
     assert_eq!(
-        cache.get_at(b, t1),
+        cached(&cache, b).await,
         Some(Decision::Rejected(Rejection::NotValid))
     );
-    let t2 = t0 + NEG + Duration::from_millis(1);
-    assert_eq!(cache.get_at(b, t2), None);
-    assert_eq!(cache.get_at(a, t2), Some(user("u1")));
-    assert_eq!(cache.get_at(a, t0 + POS + Duration::from_millis(1)), None);
+    tokio::time::sleep_until(t0 + 2 * neg).await;
+    assert_eq!(cached(&cache, b).await, None, "the refusal expired");
+    assert!(t0.elapsed() < pos, "the machine stalled: no conclusion");
+    assert_eq!(cached(&cache, a).await, Some(user("u1")));
+    tokio::time::sleep_until(t0 + pos + neg).await;
+    assert_eq!(cached(&cache, a).await, None, "the positive answer expired");
+    cache.positive.run_pending_tasks().await;
+    cache.refusals.run_pending_tasks().await;
     assert!(cache.is_empty());
-    assert!(cache.lock().iter().all(|r| r.live == 0));
+}
+
+#[tokio::test]
+async fn a_refusal_is_served_from_the_cache_until_it_expires() {
+    let cache = DecisionCache::new(100, POS, Duration::from_millis(200));
+    let key = cache.key(KeyKind::TokenIdentity, "bad", None);
+    let calls = AtomicUsize::new(0);
+    let refused = Decision::Rejected(Rejection::Revoked);
+    for _ in 0..3 {
+        let got = lookup(&cache, key, &calls, Duration::ZERO, Ok(refused.clone())).await;
+        assert_eq!(got, Ok(refused.clone()));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let got = lookup(&cache, key, &calls, Duration::ZERO, Ok(user("u"))).await;
+    assert_eq!(got, Ok(user("u")));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
@@ -59,46 +109,56 @@ async fn concurrent_misses_make_one_call_and_unavailable_is_not_cached() {
     let cache = Arc::new(DecisionCache::new(100, POS, NEG));
     let key = cache.key(KeyKind::SessionIdentity, "s", None);
     let calls = Arc::new(AtomicUsize::new(0));
-    let lookup = |answer: Result<Decision, Unavailable>| {
+    let spawn = |answer: Result<Decision, Unavailable>| {
         let (cache, calls) = (Arc::clone(&cache), Arc::clone(&calls));
-        tokio::spawn(async move {
-            cache
-                .get_or_fetch(key, || async {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    answer
-                })
-                .await
-        })
+        let delay = Duration::from_millis(200);
+        tokio::spawn(async move { lookup(&cache, key, &calls, delay, answer).await })
     };
-    let tasks: Vec<_> = (0..50).map(|_| lookup(Err(Unavailable))).collect();
+    let tasks: Vec<_> = (0..50).map(|_| spawn(Err(Unavailable))).collect();
     for task in tasks {
         assert_eq!(task.await.ok(), Some(Err(Unavailable)));
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert!(cache.is_empty() && cache.inflight.is_empty());
+    assert_eq!(cached(&cache, key).await, None);
 
-    let tasks: Vec<_> = (0..50).map(|_| lookup(Ok(user("u")))).collect();
+    let refused = Decision::Rejected(Rejection::NotValid);
+    let tasks: Vec<_> = (0..50).map(|_| spawn(Ok(refused.clone()))).collect();
+    for task in tasks {
+        assert_eq!(task.await.ok(), Some(Ok(refused.clone())));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(cached(&cache, key).await, Some(refused));
+
+    let other = cache.key(KeyKind::TokenIdentity, "t", None);
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (cache, calls) = (Arc::clone(&cache), Arc::clone(&calls));
+            let delay = Duration::from_millis(200);
+            tokio::spawn(async move { lookup(&cache, other, &calls, delay, Ok(user("u"))).await })
+        })
+        .collect();
     for task in tasks {
         assert_eq!(task.await.ok(), Some(Ok(user("u"))));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert_eq!(cache.get(key), Some(user("u")));
-    assert!(cache.inflight.is_empty());
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(cached(&cache, other).await, Some(user("u")));
 }
 
 #[tokio::test]
-async fn an_abandoned_flight_is_taken_over_or_removed() {
+async fn an_abandoned_flight_is_taken_over_or_forgotten() {
     let cache = Arc::new(DecisionCache::new(100, POS, NEG));
     let key = cache.key(KeyKind::TokenIdentity, "t", None);
-    let slow = {
+    let pending = || {
         let cache = Arc::clone(&cache);
-        tokio::spawn(async move {
-            cache
-                .get_or_fetch(key, std::future::pending::<Result<Decision, Unavailable>>)
-                .await
-        })
+        move |key| {
+            tokio::spawn(async move {
+                cache
+                    .get_or_fetch(key, std::future::pending::<Result<Decision, Unavailable>>)
+                    .await
+            })
+        }
     };
+    let slow = pending()(key);
     tokio::time::sleep(Duration::from_millis(10)).await;
     let waiter = {
         let cache = Arc::clone(&cache);
@@ -106,43 +166,41 @@ async fn an_abandoned_flight_is_taken_over_or_removed() {
     };
     tokio::time::sleep(Duration::from_millis(10)).await;
     slow.abort();
-    assert_eq!(waiter.await.ok(), Some(Ok(user("w"))));
-    assert!(cache.inflight.is_empty());
+    let taken_over = tokio::time::timeout(STEP, waiter).await;
+    assert_eq!(taken_over.ok().and_then(Result::ok), Some(Ok(user("w"))));
 
+    // A flight whose only caller went away leaves nothing behind: the next lookup
+    // makes its own call.
     let other = cache.key(KeyKind::TokenIdentity, "o", None);
-    let lone = {
-        let cache = Arc::clone(&cache);
-        tokio::spawn(async move {
-            cache
-                .get_or_fetch(other, std::future::pending::<Result<Decision, Unavailable>>)
-                .await
-        })
-    };
+    let lone = pending()(other);
     tokio::time::sleep(Duration::from_millis(10)).await;
     lone.abort();
     let _ = lone.await;
-    assert!(cache.inflight.is_empty());
+    let calls = AtomicUsize::new(0);
+    let got = lookup(&cache, other, &calls, Duration::ZERO, Ok(user("o"))).await;
+    assert_eq!(got, Ok(user("o")));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
-#[test]
-fn a_flood_of_refusals_stays_bounded_and_keeps_real_users() {
+#[tokio::test]
+async fn a_flood_of_refusals_stays_bounded_and_keeps_real_users() {
     let cache = DecisionCache::new(64, POS, NEG);
     let real = cache.key(KeyKind::TokenIdentity, "real", None);
-    cache.insert(real, user("alice"));
+    cache.insert(real, user("alice")).await;
     for i in 0..10_000 {
         let key = cache.key(KeyKind::TokenIdentity, &format!("bad-{i}"), None);
-        cache.insert(key, Decision::Rejected(Rejection::NotValid));
-        assert!(cache.len() <= 64);
+        cache
+            .insert(key, Decision::Rejected(Rejection::NotValid))
+            .await;
     }
-    assert_eq!(cache.get(real), Some(user("alice")));
-    let regions = cache.lock();
-    assert_eq!(regions[1].live, 32);
-    assert!(regions[1].order.len() <= 2 * 32 + 16);
-    drop(regions);
+    cache.refusals.run_pending_tasks().await;
+    assert!(cache.refusals.entry_count() <= 32);
+    assert_eq!(cached(&cache, real).await, Some(user("alice")));
     // Replacing one key many times does not grow anything either.
     for _ in 0..1_000 {
-        cache.insert(real, user("alice"));
+        cache.insert(real, user("alice")).await;
     }
-    assert_eq!(cache.len(), 33);
-    assert!(cache.lock()[0].order.len() <= 2 * 32 + 16);
+    cache.positive.run_pending_tasks().await;
+    assert_eq!(cache.positive.entry_count(), 1);
+    assert!(cache.len() <= 33);
 }

@@ -4,21 +4,22 @@
 //! `X-Forwarded-For` only when the peer is a trusted proxy.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use http::HeaderMap;
+use ipnet::{IpNet, Ipv6Net};
 
 use crate::config::RateLimitConfig;
 
-/// The client's address: the TCP peer, or, when the peer is in `trusted` (network,
-/// prefix length), the right-most `X-Forwarded-For` entry that is not itself a trusted
+/// The client's address: the TCP peer, or, when the peer is in one of the `trusted`
+/// networks, the right-most `X-Forwarded-For` entry that is not itself a trusted
 /// proxy. Entries may carry a port (`1.2.3.4:5`, `[::1]:5`); an entry that is not an
 /// address ends the walk (the last trusted hop is the answer). IPv4-mapped IPv6
 /// addresses are reported as IPv4.
-pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[(IpAddr, u8)]) -> IpAddr {
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let mut current = peer.to_canonical();
     if !is_trusted(current, trusted) {
         return current;
@@ -51,37 +52,16 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
         .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
-/// Whether `addr` lies in one of the `(network, prefix length)` entries.
-fn is_trusted(addr: IpAddr, trusted: &[(IpAddr, u8)]) -> bool {
-    trusted
-        .iter()
-        .any(|(net, len)| in_network(addr, net.to_canonical(), *len))
-}
-
-fn in_network(addr: IpAddr, net: IpAddr, len: u8) -> bool {
-    match (addr, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => masked(u32::from(a).into(), u32::from(n).into(), 32, len),
-        (IpAddr::V6(a), IpAddr::V6(n)) => masked(u128::from(a), u128::from(n), 128, len),
-        _ => false,
-    }
-}
-
-fn masked(a: u128, n: u128, bits: u8, len: u8) -> bool {
-    let len = len.min(bits);
-    if len == 0 {
-        return true;
-    }
-    let shift = u32::from(bits - len);
-    (a >> shift) == (n >> shift)
+/// Whether `addr` lies in one of the `trusted` networks (IPv4 networks hold IPv4
+/// addresses only: peers are compared in their canonical form).
+fn is_trusted(addr: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&addr))
 }
 
 /// The bucket key: IPv6 clients are grouped by /64 (one host usually owns one).
 fn bucket_key(addr: IpAddr) -> IpAddr {
     match addr.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(prefix))
-        }
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Net::new_assert(v6, 64).network()),
         v4 => v4,
     }
 }
@@ -191,6 +171,10 @@ mod tests {
         s.parse().expect("address")
     }
 
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("network")
+    }
+
     fn xff(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in values {
@@ -201,7 +185,7 @@ mod tests {
 
     #[test]
     fn client_addr_believes_trusted_proxies_only() {
-        let trusted = [(ip("10.0.0.0"), 8), (ip("fd00::"), 8)];
+        let trusted = [net("10.0.0.0/8"), net("fd00::/8")];
         let h = xff(&["198.51.100.7, 203.0.113.9", "10.1.2.3"]);
         // An untrusted peer: its X-Forwarded-For is ignored.
         assert_eq!(client_addr(ip("192.0.2.1"), &h, &trusted), ip("192.0.2.1"));
@@ -232,15 +216,22 @@ mod tests {
 
     #[test]
     fn networks() {
-        assert!(in_network(ip("10.1.2.3"), ip("10.0.0.0"), 8));
-        assert!(!in_network(ip("11.1.2.3"), ip("10.0.0.0"), 8));
-        assert!(in_network(ip("1.2.3.4"), ip("0.0.0.0"), 0));
-        assert!(in_network(ip("1.2.3.4"), ip("1.2.3.4"), 32));
-        assert!(!in_network(ip("1.2.3.5"), ip("1.2.3.4"), 32));
-        assert!(in_network(ip("2001:db8::1"), ip("2001:db8::"), 32));
-        assert!(!in_network(ip("2001:db9::1"), ip("2001:db8::"), 32));
-        assert!(!in_network(ip("10.0.0.1"), ip("::"), 0));
+        let trusted = |addr: &str, nets: &[&str]| {
+            let nets: Vec<IpNet> = nets.iter().map(|n| net(n)).collect();
+            is_trusted(ip(addr), &nets)
+        };
+        assert!(trusted("10.1.2.3", &["10.0.0.0/8"]));
+        assert!(!trusted("11.1.2.3", &["10.0.0.0/8"]));
+        assert!(trusted("1.2.3.4", &["0.0.0.0/0"]));
+        assert!(trusted("1.2.3.4", &["1.2.3.4/32"]));
+        assert!(!trusted("1.2.3.5", &["1.2.3.4/32"]));
+        assert!(trusted("10.9.9.9", &["192.0.2.0/24", "10.0.0.0/8"]));
+        assert!(trusted("2001:db8::1", &["2001:db8::/32"]));
+        assert!(!trusted("2001:db9::1", &["2001:db8::/32"]));
+        assert!(!trusted("10.0.0.1", &["::/0"]));
+        assert!(!trusted("10.0.0.1", &[]));
         assert_eq!(bucket_key(ip("2001:db8::1:2:3:4")), ip("2001:db8::"));
+        assert_eq!(bucket_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
     }
 
     fn limiter(burst: u32, per_second: f64, max_clients: usize) -> FailureLimiter {

@@ -59,8 +59,8 @@ pub struct ServerConfig {
     /// Also serve REANA's `/<workflow-id>/dashboard/…` form.
     pub reana_paths: bool,
     /// Peers (ingress controllers) whose `X-Forwarded-For` is believed when telling
-    /// the client's address, as `(network, prefix length)`.
-    pub trusted_proxies: Vec<(std::net::IpAddr, u8)>,
+    /// the client's address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Optional TLS on the public listener.
     pub tls: Option<TlsConfig>,
     /// Deadline for in-flight work after SIGTERM.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::{IpNet, Ipv4Net};
 use serde::Deserialize;
 
 use super::raw_auth::RawAuth;
@@ -165,18 +166,21 @@ fn socket_addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
         .map_err(|_| ConfigError::key(key, format!("`{text}` is not an address like 0.0.0.0:8080")))
 }
 
-/// `10.0.0.0/8`, `fd00::/8` or a single address.
-fn cidr(text: &str) -> Option<(std::net::IpAddr, u8)> {
-    let (addr, len) = match text.split_once('/') {
-        Some((a, l)) => (
-            a.parse::<std::net::IpAddr>().ok()?,
-            Some(l.parse::<u8>().ok()?),
-        ),
-        None => (text.parse().ok()?, None),
+/// `10.0.0.0/8`, `fd00::/8` or a single address. An IPv4-mapped IPv6 network
+/// (`::ffff:10.0.0.0/104`) is kept as the IPv4 network it maps: peers are compared
+/// in their IPv4 form.
+fn cidr(text: &str) -> Option<IpNet> {
+    let net = match text.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => IpNet::from(text.parse::<std::net::IpAddr>().ok()?),
     };
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let len = len.unwrap_or(max);
-    (len <= max).then_some((addr, len))
+    Some(match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        net => net,
+    })
 }
 
 pub(super) fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
@@ -315,5 +319,36 @@ impl RawLog {
             format,
             level: self.level,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("network")
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses() {
+        assert_eq!(cidr("10.0.0.0/8"), Some(net("10.0.0.0/8")));
+        assert_eq!(cidr("1.2.3.4"), Some(net("1.2.3.4/32")));
+        assert_eq!(cidr("fd00::/8"), Some(net("fd00::/8")));
+        assert_eq!(cidr("2001:db8::1"), Some(net("2001:db8::1/128")));
+        assert_eq!(cidr("0.0.0.0/0"), Some(net("0.0.0.0/0")));
+        assert_eq!(cidr("::ffff:10.0.0.0/104"), Some(net("10.0.0.0/8")));
+        assert_eq!(cidr("::ffff:0:0/95"), Some(net("::ffff:0:0/95")));
+        for bad in [
+            "10.0.0.0/33",
+            "fd00::/129",
+            "10.0.0.0/",
+            "/8",
+            "ten",
+            "10.0.0/8",
+            "",
+        ] {
+            assert_eq!(cidr(bad), None, "{bad}");
+        }
     }
 }
