@@ -109,12 +109,12 @@ async fn concurrent_misses_make_one_call_and_unavailable_is_not_cached() {
     let cache = Arc::new(DecisionCache::new(100, POS, NEG));
     let key = cache.key(KeyKind::SessionIdentity, "s", None);
     let calls = Arc::new(AtomicUsize::new(0));
-    let spawn = |answer: Result<Decision, Unavailable>| {
+    let spawn = |key: CacheKey, answer: Result<Decision, Unavailable>| {
         let (cache, calls) = (Arc::clone(&cache), Arc::clone(&calls));
         let delay = Duration::from_millis(200);
         tokio::spawn(async move { lookup(&cache, key, &calls, delay, answer).await })
     };
-    let tasks: Vec<_> = (0..50).map(|_| spawn(Err(Unavailable))).collect();
+    let tasks: Vec<_> = (0..50).map(|_| spawn(key, Err(Unavailable))).collect();
     for task in tasks {
         assert_eq!(task.await.ok(), Some(Err(Unavailable)));
     }
@@ -122,7 +122,7 @@ async fn concurrent_misses_make_one_call_and_unavailable_is_not_cached() {
     assert_eq!(cached(&cache, key).await, None);
 
     let refused = Decision::Rejected(Rejection::NotValid);
-    let tasks: Vec<_> = (0..50).map(|_| spawn(Ok(refused.clone()))).collect();
+    let tasks: Vec<_> = (0..50).map(|_| spawn(key, Ok(refused.clone()))).collect();
     for task in tasks {
         assert_eq!(task.await.ok(), Some(Ok(refused.clone())));
     }
@@ -130,13 +130,7 @@ async fn concurrent_misses_make_one_call_and_unavailable_is_not_cached() {
     assert_eq!(cached(&cache, key).await, Some(refused));
 
     let other = cache.key(KeyKind::TokenIdentity, "t", None);
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let (cache, calls) = (Arc::clone(&cache), Arc::clone(&calls));
-            let delay = Duration::from_millis(200);
-            tokio::spawn(async move { lookup(&cache, other, &calls, delay, Ok(user("u"))).await })
-        })
-        .collect();
+    let tasks: Vec<_> = (0..50).map(|_| spawn(other, Ok(user("u")))).collect();
     for task in tasks {
         assert_eq!(task.await.ok(), Some(Ok(user("u"))));
     }
