@@ -76,6 +76,8 @@ where
     };
 
     let (mut parts, body) = response.into_parts();
+    // The scheduler client drops them already; this holds for any `Upstream`, at the
+    // cost of one pass over the names when there are none.
     remove_hop_by_hop(&mut parts.headers);
     let host = client_host.as_ref().and_then(|h| h.to_str().ok());
     if let Some(location) = parts.headers.get(LOCATION).and_then(|l| l.to_str().ok()) {

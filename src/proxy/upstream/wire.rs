@@ -107,7 +107,7 @@ pub(crate) enum ResponseFraming {
 pub(crate) struct ResponseHead {
     /// Status code.
     pub(crate) status: StatusCode,
-    /// Header fields, hop-by-hop ones included (the caller removes those).
+    /// Header fields, without the hop-by-hop ones and those `Connection` names.
     pub(crate) headers: HeaderMap,
     /// How the body that follows is delimited.
     pub(crate) framing: ResponseFraming,
