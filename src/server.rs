@@ -4,6 +4,8 @@
 //! shared port, so a connection lives on one thread from accept to close.
 
 mod conn;
+mod h1;
+mod rewind;
 
 use std::future::Future;
 use std::io;
@@ -11,7 +13,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -20,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::config::ServerConfig;
 
 /// Connection-level settings of a listener.
@@ -39,6 +40,8 @@ pub(crate) struct ConnSettings {
     pub(crate) http2_idle_timeout: Duration,
     /// Largest request head (HTTP/1 read buffer, HTTP/2 header list).
     pub(crate) max_header_bytes: usize,
+    /// Plain HTTP/1.1 requests go through the gateway's own loop first (`h1`).
+    pub(crate) native_http1: bool,
 }
 
 impl ConnSettings {
@@ -51,6 +54,7 @@ impl ConnSettings {
             http2_keep_alive_timeout: server.http2_keep_alive_timeout,
             http2_idle_timeout: server.http2_idle_timeout,
             max_header_bytes,
+            native_http1: server.native_http1,
         }
     }
 }
@@ -117,7 +121,7 @@ impl Worker {
         serving: Serving,
     ) -> io::Result<Worker>
     where
-        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        H: Fn(Request<RequestBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Response<Body>> + Send + 'static,
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -169,7 +173,7 @@ pub(crate) async fn serve<H, F>(
     stop: CancellationToken,
     abort: CancellationToken,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let connections = TaskTracker::new();

@@ -82,6 +82,11 @@ pub struct ServerConfig {
     /// Sources of the `frame-ancestors` directive sent with dashboard responses that
     /// carry no `Content-Security-Policy` of their own (default `'self'`).
     pub frame_ancestors: String,
+    /// Plain-text HTTP/1.1 `GET` and `HEAD` requests without a body or upgrade are
+    /// served by the gateway's own HTTP/1.1 loop; every other request (and every
+    /// later request on its connection), TLS and HTTP/2 by hyper. `false`: hyper
+    /// serves everything.
+    pub native_http1: bool,
     /// Serving threads, each a single-threaded runtime with its own listener
     /// (`SO_REUSEPORT`) and upstream pool.
     pub threads: usize,

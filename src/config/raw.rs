@@ -55,6 +55,7 @@ struct RawServer {
     http2_idle_timeout: Duration,
     frame_ancestors: String,
     threads: Option<usize>,
+    native_http1: bool,
 }
 
 impl Default for RawServer {
@@ -78,6 +79,7 @@ impl Default for RawServer {
             http2_idle_timeout: Duration::from_secs(300),
             frame_ancestors: "'self'".into(),
             threads: None,
+            native_http1: true,
         }
     }
 }
@@ -261,6 +263,7 @@ impl RawServer {
             )?,
             http2_idle_timeout: positive("server.http2_idle_timeout", self.http2_idle_timeout)?,
             frame_ancestors: super::frame_ancestors::validate(&self.frame_ancestors)?,
+            native_http1: self.native_http1,
             threads: match self.threads {
                 None => std::thread::available_parallelism().map_or(1, usize::from),
                 Some(n @ 1..=MAX_THREADS) => n,

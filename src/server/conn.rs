@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -20,8 +21,9 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::ConnSettings;
-use crate::body::Body;
+use super::rewind::Rewind;
+use super::{h1, ConnSettings};
+use crate::body::{Body, RequestBody};
 
 /// What a connection's task, its service and its HTTP/2 streams share.
 struct ConnState {
@@ -103,7 +105,7 @@ struct ConnService<H> {
 
 impl<H, F> hyper::service::Service<Request<Incoming>> for ConnService<H>
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F,
+    H: Fn(Request<RequestBody>, SocketAddr) -> F,
     F: Future<Output = Response<Body>>,
 {
     type Response = Response<Body>;
@@ -113,7 +115,7 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.conn.started.store(true, Ordering::Relaxed);
-        futures_util::FutureExt::map((self.handler)(req, self.peer), Ok)
+        futures_util::FutureExt::map((self.handler)(req.map(RequestBody::Hyper), self.peer), Ok)
     }
 }
 
@@ -157,7 +159,7 @@ pub(super) async fn serve<H, F>(
     handler: H,
     ends: Ends,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let accepted = Instant::now();
@@ -174,7 +176,31 @@ pub(super) async fn serve<H, F>(
     let builder = builder(&settings, StreamExecutor(Arc::clone(&conn)));
     let result = match tls {
         None => {
-            let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let mut stream = stream;
+            let pre = if settings.native_http1 {
+                let native = h1::serve(
+                    &mut stream,
+                    peer,
+                    &settings,
+                    &service.handler,
+                    &ends.stop,
+                    first_head_by,
+                    &conn.started,
+                );
+                let ended = tokio::select! {
+                    biased;
+                    () = ends.abort.cancelled() => return,
+                    ended = native => ended,
+                };
+                match ended {
+                    h1::Ended::Closed => return,
+                    h1::Ended::HandOff(pre) => pre,
+                }
+            } else {
+                Bytes::new()
+            };
+            let io = TokioIo::new(Rewind::new(pre, stream));
+            let served = builder.serve_connection_with_upgrades(io, service);
             drive(served, &conn, &settings, first_head_by, &ends).await
         }
         Some(acceptor) => {
