@@ -3,14 +3,21 @@
 
 use super::*;
 
-#[tokio::test]
-async fn deletion_missed_while_the_watch_was_broken_is_applied_after_relist() {
+/// A fake API server with ready schedulers for [`WF`] and [`WF2`] (one upstream
+/// behind both), and a ready gateway discovering through it.
+async fn two_routes() -> (FakeKube, HttpUpstream, TestGateway) {
     let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
+    let upstream = HttpUpstream::ok().await;
     add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
     add_scheduler(&fake, "reana-run-dask-0e2e0000-scheduler", WF2, &upstream);
     let gw = gateway(&fake).await;
     wait_ready(&gw).await;
+    (fake, upstream, gw)
+}
+
+#[tokio::test]
+async fn deletion_missed_while_the_watch_was_broken_is_applied_after_relist() {
+    let (fake, _upstream, gw) = two_routes().await;
     assert_eq!(status(&gw, WF, "alice").await, 200);
     let lists = fake.lists();
 
@@ -19,7 +26,7 @@ async fn deletion_missed_while_the_watch_was_broken_is_applied_after_relist() {
     assert_eq!(fake.drop_watches(), 2);
     fake.delete(Kind::Service, NS, "reana-run-dask-3f1c2b4a-scheduler");
     fake.compact();
-    let took = wait_until(
+    let took = within(
         "missed deletion applied",
         Duration::from_secs(15),
         || async { status(&gw, WF, "alice").await == 404 },
@@ -33,18 +40,13 @@ async fn deletion_missed_while_the_watch_was_broken_is_applied_after_relist() {
 
 #[tokio::test]
 async fn routes_are_kept_while_the_api_server_is_down() {
-    let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
-    add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
-    add_scheduler(&fake, "reana-run-dask-0e2e0000-scheduler", WF2, &upstream);
-    let gw = gateway(&fake).await;
-    wait_ready(&gw).await;
+    let (fake, _upstream, gw) = two_routes().await;
 
     fake.set_down(true);
     fake.delete(Kind::Service, NS, "reana-run-dask-3f1c2b4a-scheduler");
     fake.compact();
     // The watchers retry (and fail) while the last known routes keep serving.
-    wait_until("a failed reconnect", Duration::from_secs(10), || async {
+    within("a failed reconnect", Duration::from_secs(10), || async {
         fake.refused() > 0
     })
     .await;
@@ -55,7 +57,7 @@ async fn routes_are_kept_while_the_api_server_is_down() {
     assert_eq!(ready.status, 200, "stays ready on the last known routes");
 
     fake.set_down(false);
-    wait_until(
+    within(
         "resync after the outage",
         Duration::from_secs(40),
         || async { status(&gw, WF, "alice").await == 404 },
@@ -67,7 +69,7 @@ async fn routes_are_kept_while_the_api_server_is_down() {
 #[tokio::test]
 async fn a_bookmark_lets_the_watch_resume_without_a_relist() {
     let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
+    let upstream = HttpUpstream::ok().await;
     let gw = gateway(&fake).await;
     wait_ready(&gw).await;
     // Changes the watches do not select move the resourceVersion on; only a
@@ -83,12 +85,12 @@ async fn a_bookmark_lets_the_watch_resume_without_a_relist() {
     fake.compact();
     let lists = fake.lists();
     fake.drop_watches();
-    wait_until("watch resumed", Duration::from_secs(10), || async {
+    within("watch resumed", Duration::from_secs(10), || async {
         fake.open_watches() == 2
     })
     .await;
     add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
-    wait_until("event after resume", Duration::from_secs(2), || async {
+    within("event after resume", Duration::from_secs(2), || async {
         status(&gw, WF, "alice").await == 200
     })
     .await;
@@ -98,7 +100,7 @@ async fn a_bookmark_lets_the_watch_resume_without_a_relist() {
 #[tokio::test]
 async fn readyz_is_503_until_the_first_list_completes() {
     let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
+    let upstream = HttpUpstream::ok().await;
     add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
     fake.slow_next_list(Duration::from_millis(1500));
     let started = Instant::now();
