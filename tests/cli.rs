@@ -66,6 +66,19 @@ fn check(config: &GatewayConfig, env: &[(&str, &str)]) -> Output {
     run(&["--config", path.to_str().unwrap(), "--check-config"], env)
 }
 
+/// `out` is an exit with 64 whose stderr names every one of `keys`.
+#[track_caller]
+fn assert_rejected(what: &str, out: &Output, keys: &[&str]) {
+    assert_eq!(out.code, Some(EXIT_CONFIG), "{what}: {}", out.describe());
+    for key in keys {
+        assert!(
+            out.stderr.contains(key),
+            "{what}: stderr does not name {key}: {}",
+            out.describe()
+        );
+    }
+}
+
 #[test]
 fn version_prints_the_crate_version() {
     let out = run(&["--version"], &[]);
@@ -143,15 +156,7 @@ fn check_config_rejects_bad_files_with_64_naming_the_key() {
             valid().render(),
             "{what}: the case changes nothing"
         );
-        let out = check(&config, &[]);
-        assert_eq!(out.code, Some(EXIT_CONFIG), "{what}: {}", out.describe());
-        for key in keys {
-            assert!(
-                out.stderr.contains(key),
-                "{what}: stderr does not name {key}: {}",
-                out.describe()
-            );
-        }
+        assert_rejected(what, &check(&config, &[]), &keys);
     }
 }
 
@@ -192,13 +197,7 @@ fn check_config_loads_what_the_config_names() {
         ),
     ];
     for (what, config, env, key) in cases {
-        let out = check(&config, &env);
-        assert_eq!(out.code, Some(EXIT_CONFIG), "{what}: {}", out.describe());
-        assert!(
-            out.stderr.contains(key),
-            "{what}: stderr does not name {key}: {}",
-            out.describe()
-        );
+        assert_rejected(what, &check(&config, &env), &[key]);
     }
 }
 

@@ -21,6 +21,8 @@ use support::wait::within;
 const WF: &str = "3f1c2b4a-9d7e-4c1b-8a55-0e2e00000001";
 const WF2: &str = "3f1c2b4a-9d7e-4c1b-8a55-0e2e00000002";
 const NS: &str = "default";
+/// The name of [`WF`]'s scheduler Service.
+const SVC: &str = "reana-run-dask-3f1c2b4a-scheduler";
 /// A gateway discovering through `fake` (all namespaces, or `namespace`).
 /// Logs go to the test's output, filtered by `RUST_LOG` (nothing when unset).
 async fn gateway_in(fake: &FakeKube, namespace: Option<&str>) -> TestGateway {
@@ -75,11 +77,28 @@ fn local_scheduler(name: &str, wf: &str, owner: &str, port: u16) -> Service {
     objects::scheduler(NS, name, wf, owner, "127.0.0.1", port)
 }
 
+/// Applies a scheduler Service for `wf` (owner alice) whose dashboard is at
+/// 127.0.0.1:`port`, with an EndpointSlice saying whether it is `ready`.
+fn apply_scheduler(fake: &FakeKube, name: &str, wf: &str, port: u16, ready: bool) -> Service {
+    let svc = local_scheduler(name, wf, "alice", port);
+    fake.apply(&svc);
+    fake.apply(&objects::slice_for(&svc, &["10.1.0.1"], ready));
+    svc
+}
+
 /// A ready scheduler Service for `wf` (owner alice) pointing at `upstream`.
 fn add_scheduler(fake: &FakeKube, name: &str, wf: &str, upstream: &HttpUpstream) {
-    let svc = local_scheduler(name, wf, "alice", upstream.addr.port());
-    fake.apply(&svc);
-    fake.apply(&objects::slice_for(&svc, &["10.1.0.1"], true));
+    apply_scheduler(fake, name, wf, upstream.addr.port(), true);
+}
+
+/// A fake API server with no scheduler yet, an upstream for the schedulers to
+/// come, and a ready gateway discovering through the fake.
+async fn empty_cluster() -> (FakeKube, HttpUpstream, TestGateway) {
+    let fake = FakeKube::start().await;
+    let upstream = HttpUpstream::ok().await;
+    let gw = gateway(&fake).await;
+    wait_ready(&gw).await;
+    (fake, upstream, gw)
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -90,13 +109,10 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test]
 async fn route_appears_and_disappears_within_a_second() {
-    let fake = FakeKube::start().await;
-    let upstream = HttpUpstream::ok().await;
-    let gw = gateway(&fake).await;
-    wait_ready(&gw).await;
+    let (fake, upstream, gw) = empty_cluster().await;
     assert_eq!(status(&gw, WF, "alice").await, 404);
 
-    add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
+    add_scheduler(&fake, SVC, WF, &upstream);
     let appeared = within("route served", Duration::from_secs(1), || async {
         status(&gw, WF, "alice").await == 200
     })
@@ -110,12 +126,7 @@ async fn route_appears_and_disappears_within_a_second() {
     );
 
     // A change of the owner label moves the route to the new owner.
-    let svc = local_scheduler(
-        "reana-run-dask-3f1c2b4a-scheduler",
-        WF,
-        "bob",
-        upstream.addr.port(),
-    );
+    let svc = local_scheduler(SVC, WF, "bob", upstream.addr.port());
     fake.apply(&svc);
     within("owner change applied", Duration::from_secs(1), || async {
         status(&gw, WF, "bob").await == 200
@@ -147,14 +158,7 @@ async fn route_appears_and_disappears_within_a_second() {
 async fn starting_cluster_answers_503_until_an_endpoint_is_ready() {
     let fake = FakeKube::start().await;
     let upstream = HttpUpstream::ok().await;
-    let svc = local_scheduler(
-        "reana-run-dask-3f1c2b4a-scheduler",
-        WF,
-        "alice",
-        upstream.addr.port(),
-    );
-    fake.apply(&svc);
-    fake.apply(&objects::slice_for(&svc, &["10.1.0.1"], false));
+    let svc = apply_scheduler(&fake, SVC, WF, upstream.addr.port(), false);
     let gw = gateway(&fake).await;
     wait_ready(&gw).await;
 
@@ -293,14 +297,7 @@ async fn a_real_dask_scheduler_behind_a_service_serves_its_dashboard() {
     let fake = FakeKube::start().await;
     let gw = gateway(&fake).await;
     wait_ready(&gw).await;
-    let svc = local_scheduler(
-        "reana-run-dask-3f1c2b4a-scheduler",
-        WF,
-        "alice",
-        cluster.dashboard.port(),
-    );
-    fake.apply(&svc);
-    fake.apply(&objects::slice_for(&svc, &["10.1.0.1"], true));
+    apply_scheduler(&fake, SVC, WF, cluster.dashboard.port(), true);
     within("dashboard served", Duration::from_secs(5), || async {
         status(&gw, WF, "alice").await == 200
     })
@@ -318,7 +315,7 @@ async fn a_real_dask_scheduler_behind_a_service_serves_its_dashboard() {
     )
     .await;
     assert_eq!(health.text(), "ok", "{}", health.describe());
-    fake.delete(Kind::Service, NS, "reana-run-dask-3f1c2b4a-scheduler");
+    fake.delete(Kind::Service, NS, SVC);
     within("dashboard gone", Duration::from_secs(1), || async {
         status(&gw, WF, "alice").await == 404
     })

@@ -8,7 +8,7 @@ use super::*;
 async fn two_routes() -> (FakeKube, HttpUpstream, TestGateway) {
     let fake = FakeKube::start().await;
     let upstream = HttpUpstream::ok().await;
-    add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
+    add_scheduler(&fake, SVC, WF, &upstream);
     add_scheduler(&fake, "reana-run-dask-0e2e0000-scheduler", WF2, &upstream);
     let gw = gateway(&fake).await;
     wait_ready(&gw).await;
@@ -24,7 +24,7 @@ async fn deletion_missed_while_the_watch_was_broken_is_applied_after_relist() {
     // The connections break; while they are down the Service is deleted and the
     // history compacted, so resuming from the old resourceVersion gets 410 Expired.
     assert_eq!(fake.drop_watches(), 2);
-    fake.delete(Kind::Service, NS, "reana-run-dask-3f1c2b4a-scheduler");
+    fake.delete(Kind::Service, NS, SVC);
     fake.compact();
     let took = within(
         "missed deletion applied",
@@ -43,7 +43,7 @@ async fn routes_are_kept_while_the_api_server_is_down() {
     let (fake, _upstream, gw) = two_routes().await;
 
     fake.set_down(true);
-    fake.delete(Kind::Service, NS, "reana-run-dask-3f1c2b4a-scheduler");
+    fake.delete(Kind::Service, NS, SVC);
     fake.compact();
     // The watchers retry (and fail) while the last known routes keep serving.
     within("a failed reconnect", Duration::from_secs(10), || async {
@@ -68,10 +68,7 @@ async fn routes_are_kept_while_the_api_server_is_down() {
 
 #[tokio::test]
 async fn a_bookmark_lets_the_watch_resume_without_a_relist() {
-    let fake = FakeKube::start().await;
-    let upstream = HttpUpstream::ok().await;
-    let gw = gateway(&fake).await;
-    wait_ready(&gw).await;
+    let (fake, upstream, gw) = empty_cluster().await;
     // Changes the watches do not select move the resourceVersion on; only a
     // bookmark tells the watchers, so that resuming after compaction needs no relist.
     for i in 0..5 {
@@ -89,7 +86,7 @@ async fn a_bookmark_lets_the_watch_resume_without_a_relist() {
         fake.open_watches() == 2
     })
     .await;
-    add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
+    add_scheduler(&fake, SVC, WF, &upstream);
     within("event after resume", Duration::from_secs(2), || async {
         status(&gw, WF, "alice").await == 200
     })
@@ -101,7 +98,7 @@ async fn a_bookmark_lets_the_watch_resume_without_a_relist() {
 async fn readyz_is_503_until_the_first_list_completes() {
     let fake = FakeKube::start().await;
     let upstream = HttpUpstream::ok().await;
-    add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
+    add_scheduler(&fake, SVC, WF, &upstream);
     fake.slow_next_list(Duration::from_millis(1500));
     let started = Instant::now();
     let gw = gateway(&fake).await;
