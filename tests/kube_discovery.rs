@@ -1,5 +1,5 @@
 //! Kubernetes discovery through the real gateway (SPEC §5), against the fake API
-//! server in `tests/fake_kube`, which speaks the list/watch protocol over HTTP and is
+//! server in `tests/support/fake_kube`, which speaks the list/watch protocol over HTTP and is
 //! reached through a kubeconfig file (`discovery.kubeconfig`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
