@@ -8,20 +8,20 @@
 
 #[path = "browser/driver.rs"]
 mod driver;
-mod fake_kube;
-mod fake_reana;
 mod support;
 
 use std::time::Duration;
 
 use driver::{abridged, counts, metric, require_browser, scenario, shot, AttackSite};
-use fake_kube::{objects, FakeKube, Kind};
-use fake_reana::FakeReana;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{json, Value};
+use support::config::{GatewayConfig, Kube, Reana};
 use support::dask::DaskCluster;
+use support::fake_kube::{objects, FakeKube, Kind};
+use support::fake_reana::FakeReana;
 use support::gateway::TestGateway;
 use support::http;
+use support::wait::within;
 
 const NS: &str = "default";
 const WF: &str = "7b2d9e41-5c3a-4f8e-9d1b-2a6c8e0f4b01";
@@ -101,47 +101,23 @@ fn scheduler(wf: &str, dask: &DaskCluster) -> Service {
     objects::scheduler(NS, &name, wf, OWNER, "127.0.0.1", port)
 }
 
-/// A gateway with `[auth.reana]` and Kubernetes discovery through `kube`.
+/// A gateway with `[auth.reana]` (no JWTs) and Kubernetes discovery through `kube`.
 async fn gateway(reana: &FakeReana, kube: &FakeKube, allowed_origins: &[String]) -> TestGateway {
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[auth]
-cookie_secure = false
-allowed_origins = {allowed_origins:?}
-
-[auth.reana]
-server_url = "{}"
-public_url = "{PUBLIC_URL}"
-
-[discovery]
-kind = "kubernetes"
-namespace = "{NS}"
-kubeconfig = "{}"
-"#,
-        reana.url(),
-        kube.kubeconfig().display()
-    );
-    TestGateway::start_toml(&toml).await
+    let config = GatewayConfig::new()
+        .no_jwt()
+        .auth("allowed_origins", allowed_origins.to_vec())
+        .reana(Reana::new(&reana.url()).public_url(PUBLIC_URL))
+        .kubernetes(Kube::new(&kube.kubeconfig()).namespace(NS));
+    TestGateway::start(&config).await
 }
 
-/// Polls `check` every 50 ms for at most 20 s.
-async fn wait_until<F, Fut>(what: &str, mut check: F)
+/// Polls `check` for at most 20 s.
+async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let polling = async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), polling)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not within 20 s"));
+    within(what, Duration::from_secs(20), check).await;
 }
 
 /// Asserts that `facts` (from `pageFacts`) show a rendered Bokeh dashboard at `href`.

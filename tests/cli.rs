@@ -4,17 +4,14 @@
 //! a test ends, and every wait has a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-#[path = "support/process.rs"]
-mod process;
+mod support;
 
-use process::{command, read, Guard};
+use support::config::{GatewayConfig, Jwt, Reana};
+use support::http;
+use support::jwt::SECRET;
+use support::process::{command, read, GatewayProcess, Guard};
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml");
 const EXIT_CONFIG: i32 = 64;
@@ -54,33 +51,33 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
 }
 
-fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write config");
-    path
+/// A valid configuration; the bad ones below differ from it in one place.
+fn valid() -> GatewayConfig {
+    GatewayConfig::new()
+        .listen("127.0.0.1:18080")
+        .admin_listen("127.0.0.1:19090")
+        .route("wf-1", "http://127.0.0.1:8787", "alice")
 }
 
-/// A valid configuration; the bad ones below differ from it in one place.
-const VALID: &str = r#"
-[server]
-listen = "127.0.0.1:18080"
-admin_listen = "127.0.0.1:19090"
+/// `--check-config` of `config`, with `env`.
+fn check(config: &GatewayConfig, env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config.write(dir.path(), "gateway.toml");
+    run(&["--config", path.to_str().unwrap(), "--check-config"], env)
+}
 
-[auth]
-cookie_secure = false
-
-[auth.jwt]
-algorithms = ["HS256"]
-secret = "cli-test-secret-0123456789abcdef-0123456789"
-
-[discovery]
-kind = "static"
-
-[[discovery.static.routes]]
-workflow = "wf-1"
-upstream = "http://127.0.0.1:8787"
-owner = "alice"
-"#;
+/// `out` is an exit with 64 whose stderr names every one of `keys`.
+#[track_caller]
+fn assert_rejected(what: &str, out: &Output, keys: &[&str]) {
+    assert_eq!(out.code, Some(EXIT_CONFIG), "{what}: {}", out.describe());
+    for key in keys {
+        assert!(
+            out.stderr.contains(key),
+            "{what}: stderr does not name {key}: {}",
+            out.describe()
+        );
+    }
+}
 
 #[test]
 fn version_prints_the_crate_version() {
@@ -101,12 +98,7 @@ fn check_config_accepts_the_shipped_file() {
 
 #[test]
 fn check_config_rejects_bad_files_with_64_naming_the_key() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let valid = write_config(dir.path(), "valid.toml", VALID);
-    let out = run(
-        &["--config", valid.to_str().unwrap(), "--check-config"],
-        &[],
-    );
+    let out = check(&valid(), &[]);
     assert_eq!(
         out.code,
         Some(0),
@@ -115,74 +107,56 @@ fn check_config_rejects_bad_files_with_64_naming_the_key() {
     );
 
     let dev_secret = "dask-dashboard-gateway-development-secret-do-not-deploy";
-    let test_secret = "cli-test-secret-0123456789abcdef-0123456789";
-    let jwt_table = format!("[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"{test_secret}\"\n");
-    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+    let cases: Vec<(&str, GatewayConfig, Vec<&str>)> = vec![
         (
             "unknown key",
-            VALID.replace("[server]\n", "[server]\nlisten_address = \"127.0.0.1:1\"\n"),
+            valid().server("listen_address", "127.0.0.1:1"),
             vec!["listen_address"],
         ),
         (
             "bad duration",
-            VALID.replace("[server]\n", "[server]\nshutdown_grace = \"5 parsecs\"\n"),
+            valid().server("shutdown_grace", "5 parsecs"),
             vec!["server.shutdown_grace"],
         ),
         (
             "a second directive in frame_ancestors",
-            VALID.replace(
-                "[server]\n",
-                "[server]\nframe_ancestors = \"'self'; script-src *\"\n",
-            ),
+            valid().server("frame_ancestors", "'self'; script-src *"),
             vec!["server.frame_ancestors"],
         ),
         (
             "a keep-alive timeout of zero",
-            VALID.replace("[server]\n", "[server]\nhttp2_idle_timeout = \"0s\"\n"),
+            valid().server("http2_idle_timeout", "0s"),
             vec!["server.http2_idle_timeout"],
         ),
         (
             "no serving thread",
-            VALID.replace("[server]\n", "[server]\nthreads = 0\n"),
+            valid().server("threads", 0),
             vec!["server.threads"],
         ),
         (
             "missing secret",
-            VALID.replace(&format!("secret = \"{test_secret}\"\n"), ""),
+            valid().jwt(Jwt::algorithms(&["HS256"])),
             vec!["auth.jwt", "secret"],
         ),
         (
             "development secret on 0.0.0.0",
-            VALID
-                .replace(test_secret, dev_secret)
-                .replace("listen = \"127.0.0.1:18080\"", "listen = \"0.0.0.0:18080\""),
+            valid().jwt(Jwt::secret(dev_secret)).listen("0.0.0.0:18080"),
             vec!["auth.jwt.secret"],
         ),
-        (
-            "no [auth.jwt]",
-            VALID.replace(&jwt_table, ""),
-            vec!["auth.jwt"],
-        ),
+        ("no [auth.jwt]", valid().no_jwt(), vec!["auth.jwt"]),
         (
             "no call to reana-server allowed at once",
-            format!(
-                "{VALID}\n[auth.reana]\nserver_url = \"http://reana-server:80\"\nmax_concurrent = 0\n"
-            ),
+            valid().reana(Reana::new("http://reana-server:80").max_concurrent(0)),
             vec!["auth.reana.max_concurrent"],
         ),
     ];
-    for (what, text, keys) in cases {
-        assert_ne!(text, VALID, "{what}: the case changes nothing");
-        let path = write_config(dir.path(), "bad.toml", &text);
-        let out = run(&["--config", path.to_str().unwrap(), "--check-config"], &[]);
-        assert_eq!(out.code, Some(EXIT_CONFIG), "{what}: {}", out.describe());
-        for key in keys {
-            assert!(
-                out.stderr.contains(key),
-                "{what}: stderr does not name {key}: {}",
-                out.describe()
-            );
-        }
+    for (what, config, keys) in cases {
+        assert_ne!(
+            config.render(),
+            valid().render(),
+            "{what}: the case changes nothing"
+        );
+        assert_rejected(what, &check(&config, &[]), &keys);
     }
 }
 
@@ -193,48 +167,37 @@ fn check_config_loads_what_the_config_names() {
     let dir = tempfile::tempdir().expect("tempdir");
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "-----BEGIN CERTIFICATE-----\nnot base64\n").expect("write junk");
-    let junk = junk.to_str().unwrap().to_owned();
-    let tls = format!("[server]\ntls_cert = \"{junk}\"\ntls_key = \"{junk}\"\n");
-    /// What the case is, the file, the environment, the key the error must name.
-    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+    /// What the case is, the configuration, the environment, the key the error
+    /// must name.
+    type Case<'a> = (&'a str, GatewayConfig, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case<'_>> = vec![
         (
             "unusable TLS pair",
-            VALID.replace("[server]\n", &tls),
+            valid().tls(&junk, &junk),
             vec![],
             "server.tls_cert",
         ),
         (
             "secret for an RSA algorithm",
-            VALID.replace("algorithms = [\"HS256\"]", "algorithms = [\"RS256\"]"),
+            valid().jwt(Jwt::algorithms(&["RS256"]).set("secret", SECRET)),
             vec![],
             "auth.jwt",
         ),
         (
             "bad log level",
-            format!("{VALID}\n[log]\nlevel = \"warn,gateway=shouting\"\n"),
+            valid().log("level", "warn,gateway=shouting"),
             vec![],
             "log.level",
         ),
         (
             "bad RUST_LOG",
-            VALID.to_owned(),
+            valid(),
             vec![("RUST_LOG", "info,gateway=shouting")],
             "RUST_LOG",
         ),
     ];
-    for (what, text, env, key) in cases {
-        let path = write_config(dir.path(), "bad.toml", &text);
-        let out = run(
-            &["--config", path.to_str().unwrap(), "--check-config"],
-            &env,
-        );
-        assert_eq!(out.code, Some(EXIT_CONFIG), "{what}: {}", out.describe());
-        assert!(
-            out.stderr.contains(key),
-            "{what}: stderr does not name {key}: {}",
-            out.describe()
-        );
+    for (what, config, env, key) in cases {
+        assert_rejected(what, &check(&config, &env), &[key]);
     }
 }
 
@@ -278,84 +241,31 @@ fn token_prints_a_dashboard_url_with_a_valid_access_token() {
     assert_eq!(data.claims["sub"], "dev-user");
 }
 
-/// Two distinct loopback ports that were free a moment ago.
-fn free_ports() -> (SocketAddr, SocketAddr) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind");
-    (a.local_addr().expect("addr"), b.local_addr().expect("addr"))
-}
-
-/// One HTTP/1.1 GET over a fresh connection; `None` when the server is not there
-/// (yet). Every socket operation has a timeout.
-fn try_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
-#[test]
-fn serves_healthz_and_exits_0_after_sigterm_within_the_grace_period() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (public, admin) = free_ports();
-    let text = VALID
-        .replace("127.0.0.1:18080", &public.to_string())
-        .replace("127.0.0.1:19090", &admin.to_string())
-        .replace("[server]\n", "[server]\nshutdown_grace = \"2s\"\n");
-    let config = write_config(dir.path(), "gateway.toml", &text);
-    let child = command(dir.path(), &["--config", config.to_str().unwrap()], &[])
-        .spawn()
-        .expect("spawn the binary");
-    let mut guard = Guard { child };
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let health = loop {
-        if let Some(status) = guard.child.try_wait().expect("try_wait") {
-            panic!(
-                "the gateway exited early ({status}): {}",
-                read(dir.path(), "stderr")
-            );
-        }
-        if let Some(response) = try_get(admin, "/healthz") {
-            break response;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/healthz never answered: {}",
-            read(dir.path(), "stderr")
-        );
-        sleep(Duration::from_millis(50));
-    };
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+#[tokio::test]
+async fn serves_healthz_and_exits_0_after_sigterm_within_the_grace_period() {
+    let config = valid()
+        .listen("127.0.0.1:0")
+        .admin_listen("127.0.0.1:0")
+        .server("shutdown_grace", "2s");
+    let mut gateway = GatewayProcess::start(&config).await;
+    let health = http::get(&gateway.admin_url("/healthz"), &[]).await;
+    assert_eq!(health.status, 200, "{}", health.describe());
     // The public listener is up too, and refuses an unauthenticated request.
-    let public_answer = try_get(public, "/dashboard/wf-1/status").expect("public listener");
-    assert!(public_answer.starts_with("HTTP/1.1 401"), "{public_answer}");
+    let public = http::get(&gateway.url("/dashboard/wf-1/status"), &[]).await;
+    assert_eq!(public.status, 401, "{}", public.describe());
 
-    let pid = guard.child.id().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(sent.success(), "kill -TERM {pid} failed");
-    let signalled = Instant::now();
+    let signalled = gateway.terminate();
     // Nothing is in flight: the 2 s grace period is an upper bound, plus start-up slack.
-    let status = guard
-        .wait_until(signalled + Duration::from_secs(7))
-        .unwrap_or_else(|| panic!("still running 7 s after SIGTERM"));
+    let (status, _) = gateway.exited_by(signalled + Duration::from_secs(7)).await;
     assert_eq!(
         status.code(),
         Some(0),
-        "exit after SIGTERM: {status}; stderr: {}",
-        read(dir.path(), "stderr")
+        "exit after SIGTERM: {status}; {}",
+        gateway.output()
     );
+    let after = http::try_request("GET", &gateway.admin_url("/healthz"), &[], Vec::new()).await;
     assert!(
-        try_get(admin, "/healthz").is_none(),
-        "the admin port still answers after exit"
+        after.is_err(),
+        "the admin port still answers after exit: {after:?}"
     );
 }

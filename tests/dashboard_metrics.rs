@@ -5,14 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
-mod upstream;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
+use support::fixture::{dash, one_route, owner_get};
 use support::http;
-use upstream::fixture::{bearer, dash, one_route};
-use upstream::refused_addr;
+use support::upstream::refused_addr;
 
 const DASHBOARD: &str = "deploy/grafana/dask-dashboard-gateway.json";
 
@@ -246,11 +245,7 @@ async fn dashboard_queries_only_metrics_and_labels_the_gateway_exports() {
     let gw = one_route(&format!("http://{}", refused_addr().await)).await;
     let missing = http::get(&gw.url(&dash("/status")), &[]).await;
     assert_eq!(missing.status, 401, "{}", missing.describe());
-    let allowed = http::get(
-        &gw.url(&dash("/status")),
-        &[("authorization", &bearer(&gw))],
-    )
-    .await;
+    let allowed = owner_get(&gw, &dash("/status"), &[]).await;
     assert_eq!(allowed.status, 502, "{}", allowed.describe());
     let metrics = http::get(&gw.admin_url("/metrics"), &[]).await;
     assert_eq!(metrics.status, 200);

@@ -8,46 +8,32 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dask_dashboard_gateway::config::Config;
-use dask_dashboard_gateway::{Gateway, Prepared};
+use support::config::GatewayConfig;
+use support::gateway::TestGateway;
 use support::http;
-use support::process::{command, read, Guard};
+use support::jwt;
+use support::process::GatewayProcess;
+use support::upstream::{HttpUpstream, Reply};
+use support::wait::STEP;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-
-const CONFIG: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-drain_delay = "1500ms"
-shutdown_grace = "5s"
-[auth.jwt]
-algorithms = ["HS256"]
-secret = "drain-test-secret-0123456789abcdef0123456789abcdef"
-[discovery]
-kind = "static"
-"#;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 #[tokio::test]
 async fn drain_delay_keeps_accepting_with_readyz_503_then_stops() {
-    let gateway = Gateway::bind(Prepared::new(Config::from_toml(CONFIG).unwrap()).unwrap())
-        .await
-        .unwrap();
-    let public = format!("http://{}", gateway.public_addr());
-    let readyz = format!("http://{}/readyz", gateway.admin_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(gateway.run(async move {
-        let _ = rx.await;
-    }));
+    let config = GatewayConfig::new()
+        .server("drain_delay", "1500ms")
+        .server("shutdown_grace", "5s");
+    let mut gw = TestGateway::start(&config).await;
+    let public = gw.url("");
+    let readyz = gw.admin_url("/readyz");
     assert_eq!(http::get(&readyz, &[]).await.status, 200);
 
     let started = Instant::now();
-    tx.send(()).unwrap();
+    gw.begin_stop();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         http::get(&readyz, &[]).await.status,
@@ -59,12 +45,9 @@ async fn drain_delay_keeps_accepting_with_readyz_503_then_stops() {
     assert_eq!(during.map(|r| r.status).ok(), Some(404));
     assert!(started.elapsed() < Duration::from_millis(1500));
 
-    let result = tokio::time::timeout(Duration::from_secs(10), run).await;
+    let result = tokio::time::timeout(Duration::from_secs(10), gw.stop()).await;
     let elapsed = started.elapsed();
-    assert!(
-        matches!(result, Ok(Ok(Ok(())))),
-        "run must return Ok: {result:?}"
-    );
+    assert_eq!(result, Ok(Ok(())), "run must return Ok");
     assert!(
         elapsed >= Duration::from_millis(1500),
         "stopped before the drain delay: {elapsed:?}"
@@ -85,156 +68,29 @@ async fn drain_delay_keeps_accepting_with_readyz_503_then_stops() {
 // The deadline, on the real process: SIGTERM, then exit 0 at signal + grace even
 // while a request is still open.
 
-const SECRET: &str = "drain-process-secret-0123456789abcdef0123456789";
 /// The route's workflow.
 const WF: &str = "wf-1";
 
-/// A gateway process (killed when dropped), its output in files of `dir`.
-struct Process {
-    guard: Guard,
-    dir: tempfile::TempDir,
-    public: SocketAddr,
+/// A gateway process with one route, to `upstream`, and the given `threads`,
+/// `shutdown_grace` and `drain_delay`.
+async fn process(upstream: &HttpUpstream, grace: &str, drain_delay: &str) -> GatewayProcess {
+    let config = GatewayConfig::new()
+        .server("threads", 2)
+        .server("shutdown_grace", grace)
+        .server("drain_delay", drain_delay)
+        .upstream("response_timeout", "60s")
+        .route(WF, &upstream.url(), "alice");
+    GatewayProcess::start(&config).await
 }
 
-fn process_config(upstream: SocketAddr, grace: &str, drain_delay: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-threads = 2
-shutdown_grace = "{grace}"
-drain_delay = "{drain_delay}"
-[upstream]
-response_timeout = "60s"
-[auth.jwt]
-algorithms = ["HS256"]
-secret = "{SECRET}"
-[discovery]
-kind = "static"
-[[discovery.static.routes]]
-workflow = "{WF}"
-upstream = "http://{upstream}"
-owner = "alice"
-[log]
-format = "json"
-"#
-    )
-}
-
-impl Process {
-    /// Starts the binary with `config` and waits (30 s at most) for its log to name
-    /// the public address it bound.
-    async fn start(config: &str) -> Process {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("gateway.toml");
-        std::fs::write(&path, config).expect("write the config");
-        let path = path.to_str().expect("utf-8 path");
-        let child = command(dir.path(), &["--config", path], &[])
-            .spawn()
-            .expect("spawn the binary");
-        let mut process = Process {
-            guard: Guard { child },
-            dir,
-            public: ([127, 0, 0, 1], 0).into(),
-        };
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(public) = process.listening() {
-                process.public = public;
-                return process;
-            }
-            if let Some(status) = process.guard.exited() {
-                panic!("the gateway exited early ({status}): {}", process.output());
-            }
-            assert!(
-                Instant::now() < until,
-                "no `gateway listening` line: {}",
-                process.output()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The public address from the `gateway listening` log line, once written.
-    fn listening(&self) -> Option<SocketAddr> {
-        read(self.dir.path(), "stdout").lines().find_map(|line| {
-            let event: serde_json::Value = serde_json::from_str(line).ok()?;
-            (event["message"] == "gateway listening").then_some(())?;
-            event["public"].as_str()?.parse().ok()
-        })
-    }
-
-    fn output(&self) -> String {
-        let dir = self.dir.path();
-        format!(
-            "stdout: {}\nstderr: {}",
-            read(dir, "stdout"),
-            read(dir, "stderr")
-        )
-    }
-
-    /// Sends SIGTERM; returns when it was sent.
-    fn terminate(&self) -> Instant {
-        let pid = self.guard.child.id().to_string();
-        let sent = Instant::now();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
-        sent
-    }
-
-    /// Waits (until `by`) for the exit; returns its status and when it was seen.
-    async fn exited_by(&mut self, by: Instant) -> (ExitStatus, Instant) {
-        loop {
-            if let Some(status) = self.guard.exited() {
-                return (status, Instant::now());
-            }
-            assert!(
-                Instant::now() < by,
-                "still running past the deadline: {}",
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-/// A scheduler that reads each request head, answers it with `answer` (possibly
-/// nothing) and then neither says more nor closes. Reports each request it has.
-async fn stuck_upstream(answer: &'static [u8]) -> (SocketAddr, mpsc::Receiver<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (seen, requests) = mpsc::channel(4);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream.write_all(answer).await;
-                let _ = seen.send(()).await;
-                std::future::pending::<()>().await;
-            });
-        }
-    });
-    (addr, requests)
-}
-
-/// Opens a connection to the gateway and sends the owner's GET for `path`.
-async fn open_request(public: SocketAddr, config: &str, path: &str) -> TcpStream {
-    let config = Config::from_toml(config).expect("config");
-    let jwt = config.auth.jwt.as_ref().expect("[auth.jwt]");
-    let token = dask_dashboard_gateway::auth::jwt::mint(jwt, "alice", Duration::from_secs(600))
-        .expect("token");
+/// Opens a connection to the gateway and sends the owner's GET for `path`; returns
+/// once the request has reached `upstream`.
+async fn open_request(
+    public: std::net::SocketAddr,
+    upstream: &HttpUpstream,
+    path: &str,
+) -> TcpStream {
+    let token = jwt::token("alice", Duration::from_secs(600));
     let mut stream = tokio::time::timeout(STEP, TcpStream::connect(public))
         .await
         .expect("connect timed out")
@@ -243,18 +99,21 @@ async fn open_request(public: SocketAddr, config: &str, path: &str) -> TcpStream
         "GET /dashboard/{WF}{path} HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.expect("write");
+    upstream.wait_heads(1).await;
     stream
 }
 
-/// How long any one step may take.
-const STEP: Duration = Duration::from_secs(10);
 /// How far past the deadline the exit may come.
 const LATE: Duration = Duration::from_millis(1500);
 
 /// Signals the process, waits for its exit and checks that it came with code 0 at
 /// `grace` after the signal (not before, and at most [`LATE`] after), and that the
 /// open request's connection was closed.
-async fn assert_exit_at_deadline(mut process: Process, mut open: TcpStream, grace: Duration) {
+async fn assert_exit_at_deadline(
+    mut process: GatewayProcess,
+    mut open: TcpStream,
+    grace: Duration,
+) {
     let signalled = process.terminate();
     let (status, at) = process.exited_by(signalled + grace + LATE + STEP).await;
     let took = at - signalled;
@@ -278,29 +137,23 @@ async fn assert_exit_at_deadline(mut process: Process, mut open: TcpStream, grac
 
 #[tokio::test]
 async fn a_request_that_outlives_the_grace_is_dropped_and_the_exit_is_0_at_the_deadline() {
-    let (upstream, mut requests) = stuck_upstream(b"").await;
-    let config = process_config(upstream, "2s", "0s");
-    let process = Process::start(&config).await;
-    let open = open_request(process.public, &config, "/never-answered").await;
-    tokio::time::timeout(STEP, requests.recv())
-        .await
-        .expect("the request did not reach the scheduler")
-        .expect("upstream task");
+    // A scheduler that reads the request and never answers.
+    let upstream =
+        HttpUpstream::start(|_| Reply::ok("never").delay(Duration::from_secs(3600))).await;
+    let process = process(&upstream, "2s", "0s").await;
+    let open = open_request(process.public, &upstream, "/never-answered").await;
     assert_exit_at_deadline(process, open, Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
 async fn the_grace_counts_from_the_signal_not_from_the_end_of_the_drain_delay() {
-    let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n";
-    let (upstream, mut requests) = stuck_upstream(head).await;
+    // A scheduler that sends the head and a first chunk, then nothing more.
+    let gate = Arc::new(Notify::new());
+    let held = Arc::clone(&gate);
+    let upstream = HttpUpstream::start(move |_| Reply::gated("first", "never sent", &held)).await;
     // A grace restarted after the delay would end 5 s after the signal.
-    let config = process_config(upstream, "3s", "2s");
-    let process = Process::start(&config).await;
-    let mut open = open_request(process.public, &config, "/endless-stream").await;
-    tokio::time::timeout(STEP, requests.recv())
-        .await
-        .expect("the request did not reach the scheduler")
-        .expect("upstream task");
+    let process = process(&upstream, "3s", "2s").await;
+    let mut open = open_request(process.public, &upstream, "/endless-stream").await;
     // The response is streaming: its head and first chunk have arrived.
     let mut got = Vec::new();
     while !got.windows(5).any(|w| w == b"first") {
@@ -313,4 +166,5 @@ async fn the_grace_counts_from_the_signal_not_from_the_end_of_the_drain_delay() 
         got.extend_from_slice(&buf[..n]);
     }
     assert_exit_at_deadline(process, open, Duration::from_secs(3)).await;
+    drop(gate);
 }

@@ -1,30 +1,26 @@
 //! `[auth.jwt] jwks_url` end to end (SPEC §4; issue 3 item 4): a fake JWK Set
-//! endpoint on 127.0.0.1:0 whose keys the test switches, an in-process gateway and a
-//! recording upstream. Rotation is picked up without restart, an unknown `kid`
-//! triggers at most one refresh per `jwks_min_refresh`, and a gateway whose JWKS
-//! endpoint is down answers 503 until the keys arrive.
+//! endpoint (the harness's recording upstream with a reply the test switches), an
+//! in-process gateway and a recording upstream. Rotation is picked up without
+//! restart, an unknown `kid` triggers at most one refresh per `jwks_min_refresh`, and
+//! a gateway whose JWKS endpoint is down answers 503 until the keys arrive.
+//!
+//! The background refresher runs on the test's runtime, so its timers are driven on
+//! a paused clock; the on-demand refresh runs with the request on a serving thread,
+//! on the wall clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
-mod upstream;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use support::config::{GatewayConfig, Jwt};
 use support::gateway::TestGateway;
 use support::http;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use upstream::{HttpUpstream, STEP};
+use support::jwt;
+use support::upstream::{HttpUpstream, Reply, ReplySwitch};
+use support::wait::{on_paused_clock, within, STEP};
 
 const WF: &str = "7e3a9c74-5f6b-4d8c-9a43-2b0f4e5d6c73";
 const USER: &str = "4e7b1c62-bf5a-4c9d-9e0f-5a6b7c8d9e0f";
@@ -70,97 +66,39 @@ fn set(keys: Vec<Jwk>) -> String {
 fn token(key: &TestKey, kid: Option<&str>) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = kid.map(str::to_owned);
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = serde_json::json!({"sub": USER, "iat": now, "exp": now + 3600});
-    jsonwebtoken::encode(&header, &claims, &key.signing).expect("sign")
+    jwt::sign(&header, &key.signing, USER, 3600)
 }
 
-/// The JWK Set endpoint: answers `(status, body)` as set by the test, counts fetches.
+/// The JWK Set endpoint: answers what the test switches it to; counts fetches.
 struct FakeJwks {
-    addr: SocketAddr,
-    answer: Arc<Mutex<(u16, String)>>,
-    fetches: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
+    up: HttpUpstream,
+    answer: ReplySwitch,
 }
 
 impl FakeJwks {
     async fn start(status: u16, body: String) -> FakeJwks {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind jwks");
-        let addr = listener.local_addr().expect("jwks address");
-        let answer = Arc::new(Mutex::new((status, body)));
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let (a, f) = (Arc::clone(&answer), Arc::clone(&fetches));
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (a, f) = (Arc::clone(&a), Arc::clone(&f));
-                let service = hyper::service::service_fn(move |_req: hyper::Request<Incoming>| {
-                    f.fetch_add(1, Ordering::SeqCst);
-                    let (status, body) = a.lock().expect("answer").clone();
-                    let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
-                    *r.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
-                    async move { Ok::<_, Infallible>(r) }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        FakeJwks {
-            addr,
-            answer,
-            fetches,
-            task,
-        }
+        let (up, answer) = HttpUpstream::switchable(Reply::with_body(status, body)).await;
+        FakeJwks { up, answer }
     }
 
     fn serve(&self, status: u16, body: String) {
-        *self.answer.lock().expect("answer") = (status, body);
+        self.answer.set(Reply::with_body(status, body));
     }
 
     fn fetches(&self) -> usize {
-        self.fetches.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FakeJwks {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.up.heads()
     }
 }
 
 async fn gateway(jwks: &FakeJwks, up: &HttpUpstream, interval: &str, min: &str) -> TestGateway {
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[auth]
-cookie_secure = false
-
-[auth.jwt]
-algorithms = ["RS256"]
-jwks_url = "http://{}/.well-known/jwks.json"
-jwks_refresh_interval = "{interval}"
-jwks_min_refresh = "{min}"
-
-[auth.rate_limit]
-burst = 1000
-
-[discovery]
-kind = "static"
-
-[[discovery.static.routes]]
-workflow = "{WF}"
-upstream = "{}"
-owner = "{USER}"
-"#,
-        jwks.addr,
-        up.url()
-    );
-    TestGateway::start_toml(&toml).await
+    let keys = Jwt::jwks(&format!("{}/.well-known/jwks.json", jwks.up.url()))
+        .set("jwks_refresh_interval", interval)
+        .set("jwks_min_refresh", min);
+    let config = GatewayConfig::new()
+        .jwt(keys)
+        .rate_limit(1000, 1.0)
+        .route(WF, &up.url(), USER);
+    TestGateway::start(&config).await
 }
 
 async fn status_with(gw: &TestGateway, token: &str) -> http::Response {
@@ -170,15 +108,6 @@ async fn status_with(gw: &TestGateway, token: &str) -> http::Response {
         &[("authorization", &auth)],
     )
     .await
-}
-
-/// Polls `cond` every 50 ms for at most [`STEP`].
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + STEP;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -201,7 +130,8 @@ async fn rotation_via_unknown_kid_refreshes_at_most_once_per_min_refresh() {
     let base = jwks.fetches();
     assert!((1..=2).contains(&base), "{base} fetches");
 
-    // The issuer rotates to k2 and drops k1.
+    // The issuer rotates to k2 and drops k1. (Wall clock: `jwks_min_refresh` is
+    // measured on the serving thread that handles the request, not on this runtime.)
     jwks.serve(200, set(vec![jwk(&b, "k2")]));
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = status_with(&gw, &b2).await;
@@ -244,14 +174,23 @@ async fn background_refresh_rotates_keys_without_any_request() {
     let gw = gateway(&jwks, &up, "300ms", "1h").await;
     assert_eq!(status_with(&gw, &token(&a, Some("k1"))).await.status, 200);
     jwks.serve(200, set(vec![jwk(&a, "k1"), jwk(&b, "k2")]));
+    // The second refresh starts only after the first one has swapped the keys in.
     let seen = jwks.fetches();
-    eventually("two background refreshes", || jwks.fetches() >= seen + 2).await;
+    on_paused_clock("two background refreshes", Duration::from_secs(5), || {
+        jwks.fetches() >= seen + 2
+    })
+    .await;
     assert_eq!(status_with(&gw, &token(&b, Some("k2"))).await.status, 200);
     assert_eq!(status_with(&gw, &token(&a, Some("k1"))).await.status, 200);
     // A bad answer keeps the previous keys.
     jwks.serve(200, "{\"keys\": []}".into());
     let seen = jwks.fetches();
-    eventually("a refresh with an empty set", || jwks.fetches() >= seen + 2).await;
+    on_paused_clock(
+        "two refreshes with an empty set",
+        Duration::from_secs(5),
+        || jwks.fetches() >= seen + 2,
+    )
+    .await;
     assert_eq!(status_with(&gw, &token(&b, Some("k2"))).await.status, 200);
 }
 
@@ -266,18 +205,23 @@ async fn jwks_down_at_start_answers_503_until_keys_arrive() {
     assert_eq!(r.status, 503, "{}", r.describe());
     assert_eq!(r.header("retry-after"), Some("5"));
     assert!(up.requests().is_empty());
-    // The endpoint recovers: the background retry (1 s, 2 s, …) loads the keys.
+    // The endpoint recovers: the background retry (after 1 s, 2 s, …: a paused
+    // clock's seconds) fetches the keys.
     jwks.serve(200, set(vec![jwk(&a, "k1")]));
-    let deadline = Instant::now() + STEP;
-    loop {
+    let failed = jwks.fetches();
+    on_paused_clock(
+        "a retry after the failures",
+        Duration::from_secs(60),
+        || jwks.fetches() > failed,
+    )
+    .await;
+    // Once that fetch is through, the keys serve (503 until then, never another answer).
+    within("the keys in use", STEP, || async {
         let r = status_with(&gw, &t).await;
-        if r.status == 200 {
-            break;
-        }
-        assert_eq!(r.status, 503, "{}", r.describe());
-        assert!(Instant::now() < deadline, "keys never arrived");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        assert!([200, 503].contains(&r.status), "{}", r.describe());
+        r.status == 200
+    })
+    .await;
     // A token signed with a key outside the set stays refused.
     let r = status_with(&gw, &token(&key_b(), Some("k1"))).await;
     assert_eq!(r.status, 401, "{}", r.describe());

@@ -1,50 +1,28 @@
 //! Kubernetes discovery through the real gateway (SPEC §5), against the fake API
-//! server in `tests/fake_kube`, which speaks the list/watch protocol over HTTP and is
+//! server in `tests/support/fake_kube`, which speaks the list/watch protocol over HTTP and is
 //! reached through a kubeconfig file (`discovery.kubeconfig`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod fake_kube;
 #[path = "kube_discovery/resync.rs"]
 mod resync;
 mod support;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use fake_kube::{objects, FakeKube, Kind};
+use k8s_openapi::api::core::v1::Service;
+use support::config::{GatewayConfig, Kube};
 use support::dask::DaskCluster;
-use support::gateway::{TestGateway, SECRET};
-use support::http::{self, FakeUpstream, Response};
+use support::fake_kube::{objects, FakeKube, Kind};
+use support::gateway::TestGateway;
+use support::http::{self, Response};
+use support::upstream::HttpUpstream;
+use support::wait::within;
 
 const WF: &str = "3f1c2b4a-9d7e-4c1b-8a55-0e2e00000001";
 const WF2: &str = "3f1c2b4a-9d7e-4c1b-8a55-0e2e00000002";
 const NS: &str = "default";
-const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nupstream";
-
-fn config_toml(fake: &FakeKube, namespace: Option<&str>) -> String {
-    let namespace = namespace.map_or(String::new(), |n| format!("namespace = \"{n}\"\n"));
-    let kubeconfig = fake.kubeconfig();
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[auth]
-cookie_secure = false
-
-[auth.jwt]
-algorithms = ["HS256"]
-secret = "{SECRET}"
-
-[discovery]
-kind = "kubernetes"
-kubeconfig = "{}"
-{namespace}"#,
-        kubeconfig.display()
-    )
-}
-
+/// The name of [`WF`]'s scheduler Service.
+const SVC: &str = "reana-run-dask-3f1c2b4a-scheduler";
 /// A gateway discovering through `fake` (all namespaces, or `namespace`).
 /// Logs go to the test's output, filtered by `RUST_LOG` (nothing when unset).
 async fn gateway_in(fake: &FakeKube, namespace: Option<&str>) -> TestGateway {
@@ -54,30 +32,15 @@ async fn gateway_in(fake: &FakeKube, namespace: Option<&str>) -> TestGateway {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-    TestGateway::start_toml(&config_toml(fake, namespace)).await
+    let mut kube = Kube::new(&fake.kubeconfig());
+    if let Some(namespace) = namespace {
+        kube = kube.namespace(namespace);
+    }
+    TestGateway::start(&GatewayConfig::new().kubernetes(kube)).await
 }
 
 async fn gateway(fake: &FakeKube) -> TestGateway {
     gateway_in(fake, None).await
-}
-
-/// Polls `check` every 5 ms until it returns true; the time it took, or a panic
-/// naming `what` after `limit`.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    let polling = async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(limit, polling)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not within {limit:?}"));
-    start.elapsed()
 }
 
 /// `GET /dashboard/<wf>/status` as `user`.
@@ -96,7 +59,7 @@ async fn status(gw: &TestGateway, wf: &str, user: &str) -> u16 {
 
 async fn wait_ready(gw: &TestGateway) -> Duration {
     let url = gw.admin_url("/readyz");
-    wait_until("/readyz 200", Duration::from_secs(20), || async {
+    within("/readyz 200", Duration::from_secs(20), || async {
         http::get(&url, &[]).await.status == 200
     })
     .await
@@ -108,11 +71,34 @@ async fn routes(gw: &TestGateway) -> Vec<serde_json::Value> {
     resp.json().as_array().cloned().unwrap_or_default()
 }
 
-/// A ready scheduler Service for `wf` (owner alice) pointing at `upstream`.
-fn add_scheduler(fake: &FakeKube, name: &str, wf: &str, upstream: &FakeUpstream) {
-    let svc = objects::scheduler(NS, name, wf, "alice", "127.0.0.1", upstream.addr.port());
+/// A scheduler Service in [`NS`] for `wf`, owned by `owner`, whose dashboard is
+/// at 127.0.0.1:`port`.
+fn local_scheduler(name: &str, wf: &str, owner: &str, port: u16) -> Service {
+    objects::scheduler(NS, name, wf, owner, "127.0.0.1", port)
+}
+
+/// Applies a scheduler Service for `wf` (owner alice) whose dashboard is at
+/// 127.0.0.1:`port`, with an EndpointSlice saying whether it is `ready`.
+fn apply_scheduler(fake: &FakeKube, name: &str, wf: &str, port: u16, ready: bool) -> Service {
+    let svc = local_scheduler(name, wf, "alice", port);
     fake.apply(&svc);
-    fake.apply(&objects::slice_for(&svc, &["10.1.0.1"], true));
+    fake.apply(&objects::slice_for(&svc, &["10.1.0.1"], ready));
+    svc
+}
+
+/// A ready scheduler Service for `wf` (owner alice) pointing at `upstream`.
+fn add_scheduler(fake: &FakeKube, name: &str, wf: &str, upstream: &HttpUpstream) {
+    apply_scheduler(fake, name, wf, upstream.addr.port(), true);
+}
+
+/// A fake API server with no scheduler yet, an upstream for the schedulers to
+/// come, and a ready gateway discovering through the fake.
+async fn empty_cluster() -> (FakeKube, HttpUpstream, TestGateway) {
+    let fake = FakeKube::start().await;
+    let upstream = HttpUpstream::ok().await;
+    let gw = gateway(&fake).await;
+    wait_ready(&gw).await;
+    (fake, upstream, gw)
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -123,19 +109,16 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test]
 async fn route_appears_and_disappears_within_a_second() {
-    let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
-    let gw = gateway(&fake).await;
-    wait_ready(&gw).await;
+    let (fake, upstream, gw) = empty_cluster().await;
     assert_eq!(status(&gw, WF, "alice").await, 404);
 
-    add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
-    let appeared = wait_until("route served", Duration::from_secs(1), || async {
+    add_scheduler(&fake, SVC, WF, &upstream);
+    let appeared = within("route served", Duration::from_secs(1), || async {
         status(&gw, WF, "alice").await == 200
     })
     .await;
     let resp = dashboard(&gw, WF, "alice").await;
-    assert_eq!(resp.text(), "upstream", "{}", resp.describe());
+    assert_eq!(resp.text(), "upstream ok", "{}", resp.describe());
     assert_eq!(
         status(&gw, WF, "bob").await,
         403,
@@ -143,23 +126,16 @@ async fn route_appears_and_disappears_within_a_second() {
     );
 
     // A change of the owner label moves the route to the new owner.
-    let svc = objects::scheduler(
-        NS,
-        "reana-run-dask-3f1c2b4a-scheduler",
-        WF,
-        "bob",
-        "127.0.0.1",
-        upstream.addr.port(),
-    );
+    let svc = local_scheduler(SVC, WF, "bob", upstream.addr.port());
     fake.apply(&svc);
-    wait_until("owner change applied", Duration::from_secs(1), || async {
+    within("owner change applied", Duration::from_secs(1), || async {
         status(&gw, WF, "bob").await == 200
     })
     .await;
     assert_eq!(status(&gw, WF, "alice").await, 403);
 
     fake.delete(Kind::Service, NS, svc.metadata.name.as_deref().unwrap());
-    let gone = wait_until("route removed", Duration::from_secs(1), || async {
+    let gone = within("route removed", Duration::from_secs(1), || async {
         status(&gw, WF, "bob").await == 404
     })
     .await;
@@ -181,17 +157,8 @@ async fn route_appears_and_disappears_within_a_second() {
 #[tokio::test]
 async fn starting_cluster_answers_503_until_an_endpoint_is_ready() {
     let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
-    let svc = objects::scheduler(
-        NS,
-        "reana-run-dask-3f1c2b4a-scheduler",
-        WF,
-        "alice",
-        "127.0.0.1",
-        upstream.addr.port(),
-    );
-    fake.apply(&svc);
-    fake.apply(&objects::slice_for(&svc, &["10.1.0.1"], false));
+    let upstream = HttpUpstream::ok().await;
+    let svc = apply_scheduler(&fake, SVC, WF, upstream.addr.port(), false);
     let gw = gateway(&fake).await;
     wait_ready(&gw).await;
 
@@ -210,7 +177,7 @@ async fn starting_cluster_answers_503_until_an_endpoint_is_ready() {
     assert!(html.contains("http-equiv=\"refresh\""), "{html}");
     assert!(html.contains("starting"), "{html}");
     assert_eq!(
-        upstream.accepted(),
+        upstream.connections(),
         0,
         "a starting cluster is not contacted"
     );
@@ -219,7 +186,7 @@ async fn starting_cluster_answers_503_until_an_endpoint_is_ready() {
     assert_eq!(listed[0]["ready"], false);
 
     fake.apply(&objects::slice_for(&svc, &["10.1.0.1"], true));
-    wait_until("ready endpoint applied", Duration::from_secs(1), || async {
+    within("ready endpoint applied", Duration::from_secs(1), || async {
         status(&gw, WF, "alice").await == 200
     })
     .await;
@@ -230,17 +197,15 @@ async fn starting_cluster_answers_503_until_an_endpoint_is_ready() {
 async fn five_thousand_services_load_and_route() {
     const N: usize = 5000;
     let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
+    let upstream = HttpUpstream::ok().await;
     let port = upstream.addr.port();
     let wf = |i: usize| format!("5000aaaa-0000-4000-8000-{i:012}");
     let services: Vec<_> = (0..N)
         .map(|i| {
-            objects::scheduler(
-                NS,
+            local_scheduler(
                 &format!("reana-run-dask-{i:08x}-scheduler"),
                 &wf(i),
                 "alice",
-                "127.0.0.1",
                 port,
             )
         })
@@ -279,7 +244,7 @@ async fn five_thousand_services_load_and_route() {
 #[tokio::test]
 async fn a_namespaced_gateway_sees_only_its_namespace_and_skips_malformed_services() {
     let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
+    let upstream = HttpUpstream::ok().await;
     let mut elsewhere = objects::scheduler(
         "other",
         "s",
@@ -332,17 +297,8 @@ async fn a_real_dask_scheduler_behind_a_service_serves_its_dashboard() {
     let fake = FakeKube::start().await;
     let gw = gateway(&fake).await;
     wait_ready(&gw).await;
-    let svc = objects::scheduler(
-        NS,
-        "reana-run-dask-3f1c2b4a-scheduler",
-        WF,
-        "alice",
-        "127.0.0.1",
-        cluster.dashboard.port(),
-    );
-    fake.apply(&svc);
-    fake.apply(&objects::slice_for(&svc, &["10.1.0.1"], true));
-    wait_until("dashboard served", Duration::from_secs(5), || async {
+    apply_scheduler(&fake, SVC, WF, cluster.dashboard.port(), true);
+    within("dashboard served", Duration::from_secs(5), || async {
         status(&gw, WF, "alice").await == 200
     })
     .await;
@@ -359,8 +315,8 @@ async fn a_real_dask_scheduler_behind_a_service_serves_its_dashboard() {
     )
     .await;
     assert_eq!(health.text(), "ok", "{}", health.describe());
-    fake.delete(Kind::Service, NS, "reana-run-dask-3f1c2b4a-scheduler");
-    wait_until("dashboard gone", Duration::from_secs(1), || async {
+    fake.delete(Kind::Service, NS, SVC);
+    within("dashboard gone", Duration::from_secs(1), || async {
         status(&gw, WF, "alice").await == 404
     })
     .await;

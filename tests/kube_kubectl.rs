@@ -3,13 +3,13 @@
 //! the Kubernetes protocol, not just what the gateway's own client expects.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod fake_kube;
+mod support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use fake_kube::{objects, FakeKube, Kind};
 use serde_json::Value;
+use support::fake_kube::{objects, FakeKube, Kind};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::time::timeout;

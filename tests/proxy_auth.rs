@@ -4,14 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
-mod upstream;
 
 use std::time::Duration;
 
 use ::http::Method;
+use support::config::Reana;
+use support::fixture::{bearer, dash, one_route, reana, routed, start, COOKIE, OWNER};
 use support::http;
-use upstream::fixture::{bearer, dash, one_route, reana, start, COOKIE, OWNER, WF};
-use upstream::{jwt_with_exp, refused_addr, GatewayToml, HttpUpstream, Reply};
+use support::jwt::with_exp as jwt_with_exp;
+use support::upstream::{refused_addr, HttpUpstream, Reply};
 
 // ---------------------------------------------------------------------------------
 // Credentials (SPEC §4).
@@ -210,14 +211,9 @@ const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,*/*;q=0.8";
 async fn no_credential_page_links_to_the_reana_public_url() {
     let up = HttpUpstream::ok().await;
     let reana_server = refused_addr().await;
-    let gw = start(
-        GatewayToml::new()
-            .route(WF, &up.url(), OWNER)
-            .table(&format!(
-                "[auth.reana]\nserver_url = \"http://{reana_server}\"\npublic_url = \"https://reana.example.org\""
-            )),
-    )
-    .await;
+    let reana_server = Reana::new(&format!("http://{reana_server}"));
+    let gw =
+        start(routed(&up.url()).reana(reana_server.public_url("https://reana.example.org"))).await;
     let html = http::get(&gw.url(&dash("/status")), &[("accept", BROWSER_ACCEPT)]).await;
     assert_eq!(html.status, 401, "{}", html.describe());
     let body = html.text();

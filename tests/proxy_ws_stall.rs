@@ -7,15 +7,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
-mod upstream;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
+use support::fixture::{bearer, dash, one_route, one_route_with, routed, start, ws_as, OWNER};
 use support::gateway::TestGateway;
-use support::http::{websocket, Ws};
+use support::pattern::pattern;
+use support::raw::{drain_until_dropped, upgrade_request, RawResponse, GOOD_KEY};
+use support::upstream::{CountingListener, WsUpstream};
+use support::wait::{until, STEP};
+use support::ws::{close_code, expect_close, next_data, send, Ws};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, timeout_at};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -23,12 +27,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use upstream::fixture::{bearer, dash, one_route, one_route_with, start, OWNER, WF};
-use upstream::raw_ws::{drain_until_dropped, upgrade_request, GOOD_KEY};
-use upstream::{
-    close_code, expect_close, next_data, pattern, wait_until, CountingListener, GatewayToml,
-    RawResponse, WsUpstream, STEP,
-};
 
 /// The size of the upstream's flood messages and of the client's messages toward
 /// a stalled scheduler.
@@ -48,23 +46,10 @@ const RELEASE: Duration = Duration::from_secs(8);
 
 /// Opens a WebSocket to the status page with `token` and the gateway's own origin.
 async fn open(gw: &TestGateway, token: &str) -> Ws {
-    let auth = format!("Bearer {token}");
-    let origin = gw.origin();
-    let headers = [
-        ("authorization", auth.as_str()),
-        ("origin", origin.as_str()),
-    ];
-    match websocket(&gw.ws_url(&dash("/status/ws")), &headers).await {
+    match ws_as(gw, token, "/status/ws", &[]).await {
         Ok((ws, _)) => ws,
         Err(e) => panic!("the handshake through the gateway failed: {e:?}"),
     }
-}
-
-async fn send(ws: &mut Ws, message: Message) {
-    timeout(STEP, ws.send(message))
-        .await
-        .expect("sending took too long")
-        .expect("send");
 }
 
 // ---------------------------------------------------------------------------------
@@ -75,7 +60,7 @@ async fn send(ws: &mut Ws, message: Message) {
 async fn flood_unread(gw: &TestGateway, up: &WsUpstream, token: &str) -> Ws {
     let mut ws = open(gw, token).await;
     send(&mut ws, Message::text(format!("cmd:flood:{MESSAGE}"))).await;
-    wait_until(|| up.flooded_bytes() > 0, "the upstream's flood").await;
+    until("the upstream's flood", || up.flooded_bytes() > 0).await;
     ws
 }
 
@@ -148,7 +133,7 @@ async fn shutdown_ends_a_websocket_whose_client_does_not_read() {
 #[tokio::test]
 async fn client_not_reading_is_dropped_after_ws_write_timeout() {
     let up = WsUpstream::start().await;
-    let gw = one_route_with(&up.url(), "ws_write_timeout = \"1s\"").await;
+    let gw = one_route_with(&up.url(), "ws_write_timeout", "1s").await;
     let mut ws = flood_unread(&gw, &up, &gw.token(OWNER)).await;
     let stalled = Instant::now() + Duration::from_secs(1);
     assert_both_released(&up, &mut ws, stalled, "after ws_write_timeout").await;
@@ -168,7 +153,7 @@ async fn send_to_stalled(
 ) -> (SplitStream<Ws>, JoinHandle<()>) {
     let mut ws = open(gw, token).await;
     send(&mut ws, Message::text("cmd:stall")).await;
-    wait_until(|| up.stalled() == 1, "the upstream to stall").await;
+    until("the upstream to stall", || up.stalled() == 1).await;
     let (mut sink, stream) = ws.split();
     let sender = tokio::spawn(async move {
         let data = Bytes::from(pattern(MESSAGE, 6));
@@ -212,7 +197,7 @@ async fn jwt_expiry_closes_the_client_with_1008_while_the_scheduler_does_not_rea
 #[tokio::test]
 async fn scheduler_not_reading_is_dropped_after_ws_write_timeout_with_1011() {
     let up = WsUpstream::start().await;
-    let gw = one_route_with(&up.url(), "ws_write_timeout = \"1s\"").await;
+    let gw = one_route_with(&up.url(), "ws_write_timeout", "1s").await;
     let (mut stream, sender) = send_to_stalled(&gw, &up, &gw.token(OWNER)).await;
     let stalled = Instant::now() + Duration::from_secs(1);
     let frame = close_by(&mut stream, stalled + RELEASE, "after ws_write_timeout").await;
@@ -225,6 +210,19 @@ async fn scheduler_not_reading_is_dropped_after_ws_write_timeout_with_1011() {
 // ---------------------------------------------------------------------------------
 // RFC 6455 handshake checks.
 
+/// Sends an upgrade to the status page's socket with a valid token and the
+/// gateway's own origin, plus `ws_headers` (the handshake headers, none added).
+async fn owner_upgrade(gw: &TestGateway, ws_headers: &[(&str, &str)]) -> RawResponse {
+    let auth = bearer(gw);
+    let origin = gw.origin();
+    let mut headers = vec![
+        ("Authorization", auth.as_str()),
+        ("Origin", origin.as_str()),
+    ];
+    headers.extend_from_slice(ws_headers);
+    upgrade_request(gw.public, &dash("/status/ws"), &headers).await
+}
+
 /// Sends an upgrade with a valid token and the gateway's own origin (so only the
 /// handshake headers can refuse it) plus `ws_headers`, to a gateway in front of a
 /// listener that only counts connections; checks the status is `want` and that no
@@ -232,23 +230,11 @@ async fn scheduler_not_reading_is_dropped_after_ws_write_timeout_with_1011() {
 /// forwarded by mistake is a quick 504, not a minute's wait.)
 async fn assert_refused_before_upstream(ws_headers: &[(&str, &str)], want: u16) -> RawResponse {
     let counter = CountingListener::start().await;
-    let gw = start(
-        GatewayToml::new()
-            .route(WF, &counter.url(), OWNER)
-            .upstream("response_timeout = \"1s\""),
-    )
-    .await;
-    let auth = bearer(&gw);
-    let origin = gw.origin();
-    let mut headers = vec![
-        ("Authorization", auth.as_str()),
-        ("Origin", origin.as_str()),
-    ];
-    headers.extend_from_slice(ws_headers);
-    let resp = upgrade_request(gw.public, &dash("/status/ws"), &headers).await;
+    let gw = start(routed(&counter.url()).upstream("response_timeout", "1s")).await;
+    let resp = owner_upgrade(&gw, ws_headers).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
-        (resp.status, counter.count()),
+        (resp.status, counter.connections()),
         (want, 0),
         "(status, upstream connections) for {ws_headers:?}: {}",
         resp.describe()
@@ -271,13 +257,10 @@ async fn handshakes_with_a_missing_empty_or_wrong_sized_key_are_400() {
     }
 }
 
-#[tokio::test]
-async fn handshake_with_version_8_is_426_naming_13() {
-    let headers = [
-        ("Sec-WebSocket-Key", GOOD_KEY),
-        ("Sec-WebSocket-Version", "8"),
-    ];
-    let resp = assert_refused_before_upstream(&headers, 426).await;
+/// RFC 6455 §4.2.2: a version the server does not understand gets 426 and the
+/// versions it supports.
+async fn assert_426_naming_13(ws_headers: &[(&str, &str)]) {
+    let resp = assert_refused_before_upstream(ws_headers, 426).await;
     assert_eq!(
         resp.header_all("sec-websocket-version"),
         ["13"],
@@ -287,31 +270,28 @@ async fn handshake_with_version_8_is_426_naming_13() {
 }
 
 #[tokio::test]
+async fn handshake_with_version_8_is_426_naming_13() {
+    assert_426_naming_13(&[
+        ("Sec-WebSocket-Key", GOOD_KEY),
+        ("Sec-WebSocket-Version", "8"),
+    ])
+    .await;
+}
+
+#[tokio::test]
 async fn handshake_without_a_version_is_426_naming_13() {
-    // RFC 6455 §4.2.2: a version the server does not understand gets 426 and the
-    // versions it supports.
-    let resp = assert_refused_before_upstream(&[("Sec-WebSocket-Key", GOOD_KEY)], 426).await;
-    assert_eq!(
-        resp.header_all("sec-websocket-version"),
-        ["13"],
-        "{}",
-        resp.describe()
-    );
+    assert_426_naming_13(&[("Sec-WebSocket-Key", GOOD_KEY)]).await;
 }
 
 #[tokio::test]
 async fn handshake_with_a_valid_key_and_version_13_is_101() {
     let up = WsUpstream::start().await;
     let gw = one_route(&up.url()).await;
-    let auth = bearer(&gw);
-    let origin = gw.origin();
     let headers = [
-        ("Authorization", auth.as_str()),
-        ("Origin", origin.as_str()),
         ("Sec-WebSocket-Key", GOOD_KEY),
         ("Sec-WebSocket-Version", "13"),
     ];
-    let resp = upgrade_request(gw.public, &dash("/status/ws"), &headers).await;
+    let resp = owner_upgrade(&gw, &headers).await;
     assert_eq!(resp.status, 101, "{}", resp.describe());
     let accept = derive_accept_key(GOOD_KEY.as_bytes());
     assert_eq!(resp.header_all("sec-websocket-accept"), [accept]);
@@ -349,7 +329,7 @@ fn binary_lengths(up: &WsUpstream) -> Vec<usize> {
 #[tokio::test]
 async fn fragmented_message_under_max_ws_message_arrives_whole() {
     let up = WsUpstream::start().await;
-    let gw = one_route_with(&up.url(), "max_ws_message = \"64KiB\"").await;
+    let gw = one_route_with(&up.url(), "max_ws_message", "64KiB").await;
     let mut ws = open(&gw, &gw.token(OWNER)).await;
     let data = pattern(60 * 1024, 8);
     send_fragmented(&mut ws, &data, 3).await;
@@ -360,7 +340,7 @@ async fn fragmented_message_under_max_ws_message_arrives_whole() {
 #[tokio::test]
 async fn fragmented_message_over_max_ws_message_closes_with_1009() {
     let up = WsUpstream::start().await;
-    let gw = one_route_with(&up.url(), "max_ws_message = \"64KiB\"").await;
+    let gw = one_route_with(&up.url(), "max_ws_message", "64KiB").await;
     let mut ws = open(&gw, &gw.token(OWNER)).await;
     // Three frames of 30 KiB: each fits, the message does not.
     send_fragmented(&mut ws, &pattern(90 * 1024, 9), 3).await;

@@ -1,18 +1,17 @@
 //! TLS on the public listener: HTTP/1.1 and HTTP/2 by ALPN, and certificate reload
 //! (a new certificate for new connections, open connections undisturbed, a garbage
-//! file ignored), and a WebSocket relayed over TLS.
+//! file ignored), and a WebSocket relayed over TLS. The certificate watcher runs on
+//! the test's runtime: its polls are driven on a paused clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
-mod upstream;
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dask_dashboard_gateway::config::Config;
-use dask_dashboard_gateway::{Gateway, Prepared};
+use dask_dashboard_gateway::tls::RELOAD_INTERVAL;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,8 +20,10 @@ use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-const T: Duration = Duration::from_secs(10);
-const SECRET: &str = "tls-test-secret-0123456789abcdef0123456789abcdef";
+use support::config::GatewayConfig;
+use support::gateway::TestGateway;
+use support::upstream::WsUpstream;
+use support::wait::{pass_paused, STEP as T};
 
 /// A self-signed certificate for 127.0.0.1 with common name `cn`.
 fn make_cert(dir: &Path, cn: &str) {
@@ -97,58 +98,30 @@ async fn status_line(stream: &mut TlsStream<TcpStream>) -> String {
     text.lines().next().unwrap_or_default().to_string()
 }
 
-/// A TLS gateway with one static route `tls-wf` owned by `alice` to `route`, if any.
-async fn gateway_to(
-    dir: &Path,
-    route: Option<&str>,
-) -> (
-    std::net::SocketAddr,
-    Config,
-    tokio::sync::oneshot::Sender<()>,
-) {
-    let mut toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-tls_cert = "{}"
-tls_key = "{}"
-[auth.jwt]
-algorithms = ["HS256"]
-secret = "{SECRET}"
-[discovery]
-kind = "static"
-"#,
-        dir.join("tls.crt").display(),
-        dir.join("tls.key").display()
-    );
+/// A TLS gateway serving `dir`'s `tls.crt` and `tls.key`, with one static route
+/// `tls-wf` owned by `alice` to `route`, if any.
+async fn gateway_to(dir: &Path, route: Option<&str>) -> TestGateway {
+    let mut config = GatewayConfig::new().tls(&dir.join("tls.crt"), &dir.join("tls.key"));
     if let Some(upstream) = route {
-        toml.push_str(&format!(
-            "[[discovery.static.routes]]\nworkflow = \"tls-wf\"\nupstream = \"{upstream}\"\nowner = \"alice\"\n"
-        ));
+        config = config.route("tls-wf", upstream, "alice");
     }
-    let config = Config::from_toml(&toml).unwrap();
-    let gw = Gateway::bind(Prepared::new(config.clone()).unwrap())
-        .await
-        .unwrap();
-    let addr = gw.public_addr();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gw.run(async move {
-        let _ = rx.await;
-    }));
-    (addr, config, tx)
+    TestGateway::start(&config).await
 }
 
-async fn gateway(dir: &Path) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let (addr, _, stop) = gateway_to(dir, None).await;
-    (addr, stop)
+/// Lets the certificate watcher (a task of this runtime, polling the files every
+/// `RELOAD_INTERVAL`) take two looks on a paused clock: whatever it makes of the
+/// files is in place afterwards, without waiting on the wall clock. (The TLS
+/// handshakes themselves run on the serving threads' wall clock, after this.)
+async fn two_watcher_rounds() {
+    pass_paused(RELOAD_INTERVAL * 5 / 2).await;
 }
 
 #[tokio::test]
 async fn serves_http1_and_http2_by_alpn() {
     let dir = tempfile::tempdir().unwrap();
     make_cert(dir.path(), "first");
-    let (addr, _stop) = gateway(dir.path()).await;
+    let gw = gateway_to(dir.path(), None).await;
+    let addr = gw.public;
     let cert = der(dir.path());
     let h2 = connect(addr, std::slice::from_ref(&cert), &[b"h2", b"http/1.1"])
         .await
@@ -164,7 +137,8 @@ async fn reloads_certificate_without_disturbing_open_connections() {
     let dir = tempfile::tempdir().unwrap();
     make_cert(dir.path(), "first");
     let first = der(dir.path());
-    let (addr, _stop) = gateway(dir.path()).await;
+    let gw = gateway_to(dir.path(), None).await;
+    let addr = gw.public;
 
     let mut open = connect(addr, std::slice::from_ref(&first), &[b"http/1.1"])
         .await
@@ -173,7 +147,7 @@ async fn reloads_certificate_without_disturbing_open_connections() {
 
     // A garbage certificate is ignored: the first one is still served.
     std::fs::write(dir.path().join("tls.crt"), b"not a certificate").unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    two_watcher_rounds().await;
     let still = connect(addr, std::slice::from_ref(&first), &[b"http/1.1"]).await;
     assert!(
         still.is_ok(),
@@ -183,21 +157,10 @@ async fn reloads_certificate_without_disturbing_open_connections() {
     make_cert(dir.path(), "second");
     let second = der(dir.path());
     assert_ne!(first, second);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        // A client trusting only the new certificate gets in once it is loaded.
-        if connect(addr, std::slice::from_ref(&second), &[b"http/1.1"])
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "new certificate not served in 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    two_watcher_rounds().await;
+    // A client trusting only the new certificate gets in: it is loaded.
+    let new = connect(addr, std::slice::from_ref(&second), &[b"http/1.1"]).await;
+    assert!(new.is_ok(), "the new certificate is not served: {new:?}");
     // The first connection is undisturbed and keeps working.
     assert_eq!(status_line(&mut open).await, "HTTP/1.1 404 Not Found");
     // A client that trusts only the old certificate is now refused.
@@ -210,13 +173,12 @@ async fn websocket_frames_pass_through_tls_both_ways() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
 
-    let up = upstream::WsUpstream::start().await;
+    let up = WsUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     make_cert(dir.path(), "ws");
-    let (addr, config, _stop) = gateway_to(dir.path(), Some(&up.url())).await;
-    let jwt = config.auth.jwt.as_ref().unwrap();
-    let token =
-        dask_dashboard_gateway::auth::jwt::mint(jwt, "alice", Duration::from_secs(600)).unwrap();
+    let gw = gateway_to(dir.path(), Some(&up.url())).await;
+    let addr = gw.public;
+    let token = gw.token_for("alice", Duration::from_secs(600));
     let tls = connect(addr, &[der(dir.path())], &[b"http/1.1"])
         .await
         .unwrap();

@@ -3,23 +3,30 @@
 
 use super::*;
 
-#[tokio::test]
-async fn deletion_missed_while_the_watch_was_broken_is_applied_after_relist() {
+/// A fake API server with ready schedulers for [`WF`] and [`WF2`] (one upstream
+/// behind both), and a ready gateway discovering through it.
+async fn two_routes() -> (FakeKube, HttpUpstream, TestGateway) {
     let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
-    add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
+    let upstream = HttpUpstream::ok().await;
+    add_scheduler(&fake, SVC, WF, &upstream);
     add_scheduler(&fake, "reana-run-dask-0e2e0000-scheduler", WF2, &upstream);
     let gw = gateway(&fake).await;
     wait_ready(&gw).await;
+    (fake, upstream, gw)
+}
+
+#[tokio::test]
+async fn deletion_missed_while_the_watch_was_broken_is_applied_after_relist() {
+    let (fake, _upstream, gw) = two_routes().await;
     assert_eq!(status(&gw, WF, "alice").await, 200);
     let lists = fake.lists();
 
     // The connections break; while they are down the Service is deleted and the
     // history compacted, so resuming from the old resourceVersion gets 410 Expired.
     assert_eq!(fake.drop_watches(), 2);
-    fake.delete(Kind::Service, NS, "reana-run-dask-3f1c2b4a-scheduler");
+    fake.delete(Kind::Service, NS, SVC);
     fake.compact();
-    let took = wait_until(
+    let took = within(
         "missed deletion applied",
         Duration::from_secs(15),
         || async { status(&gw, WF, "alice").await == 404 },
@@ -33,18 +40,13 @@ async fn deletion_missed_while_the_watch_was_broken_is_applied_after_relist() {
 
 #[tokio::test]
 async fn routes_are_kept_while_the_api_server_is_down() {
-    let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
-    add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
-    add_scheduler(&fake, "reana-run-dask-0e2e0000-scheduler", WF2, &upstream);
-    let gw = gateway(&fake).await;
-    wait_ready(&gw).await;
+    let (fake, _upstream, gw) = two_routes().await;
 
     fake.set_down(true);
-    fake.delete(Kind::Service, NS, "reana-run-dask-3f1c2b4a-scheduler");
+    fake.delete(Kind::Service, NS, SVC);
     fake.compact();
     // The watchers retry (and fail) while the last known routes keep serving.
-    wait_until("a failed reconnect", Duration::from_secs(10), || async {
+    within("a failed reconnect", Duration::from_secs(10), || async {
         fake.refused() > 0
     })
     .await;
@@ -55,7 +57,7 @@ async fn routes_are_kept_while_the_api_server_is_down() {
     assert_eq!(ready.status, 200, "stays ready on the last known routes");
 
     fake.set_down(false);
-    wait_until(
+    within(
         "resync after the outage",
         Duration::from_secs(40),
         || async { status(&gw, WF, "alice").await == 404 },
@@ -66,10 +68,7 @@ async fn routes_are_kept_while_the_api_server_is_down() {
 
 #[tokio::test]
 async fn a_bookmark_lets_the_watch_resume_without_a_relist() {
-    let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
-    let gw = gateway(&fake).await;
-    wait_ready(&gw).await;
+    let (fake, upstream, gw) = empty_cluster().await;
     // Changes the watches do not select move the resourceVersion on; only a
     // bookmark tells the watchers, so that resuming after compaction needs no relist.
     for i in 0..5 {
@@ -83,12 +82,12 @@ async fn a_bookmark_lets_the_watch_resume_without_a_relist() {
     fake.compact();
     let lists = fake.lists();
     fake.drop_watches();
-    wait_until("watch resumed", Duration::from_secs(10), || async {
+    within("watch resumed", Duration::from_secs(10), || async {
         fake.open_watches() == 2
     })
     .await;
-    add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
-    wait_until("event after resume", Duration::from_secs(2), || async {
+    add_scheduler(&fake, SVC, WF, &upstream);
+    within("event after resume", Duration::from_secs(2), || async {
         status(&gw, WF, "alice").await == 200
     })
     .await;
@@ -98,8 +97,8 @@ async fn a_bookmark_lets_the_watch_resume_without_a_relist() {
 #[tokio::test]
 async fn readyz_is_503_until_the_first_list_completes() {
     let fake = FakeKube::start().await;
-    let upstream = FakeUpstream::start(OK).await;
-    add_scheduler(&fake, "reana-run-dask-3f1c2b4a-scheduler", WF, &upstream);
+    let upstream = HttpUpstream::ok().await;
+    add_scheduler(&fake, SVC, WF, &upstream);
     fake.slow_next_list(Duration::from_millis(1500));
     let started = Instant::now();
     let gw = gateway(&fake).await;

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::http::{websocket, Ws, WsRefused};
+use super::ws::{websocket, Ws, WsRefused};
 
 /// The payload key bokeh stores the zlib-compressed extra payload under.
 pub const ZLIB_KEY: &str = "__bk__zlib_";

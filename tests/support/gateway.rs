@@ -1,5 +1,10 @@
-//! An in-process gateway for the tests: static routes, HS256 JWTs, listeners on
-//! 127.0.0.1:0. Dropping the [`TestGateway`] stops it.
+//! An in-process gateway for the tests, built from a [`GatewayConfig`], its
+//! listeners on 127.0.0.1:0. Dropping the [`TestGateway`] stops it.
+//!
+//! Its serving threads run their own single-threaded runtimes (as in production),
+//! so requests are handled on the wall clock whatever the test's runtime does;
+//! what `Gateway::bind` and `run` spawn (the JWKS refresher, the TLS certificate
+//! watcher, discovery) runs on the test's runtime and its clock.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,38 +14,8 @@ use dask_dashboard_gateway::{Gateway, Prepared, StartError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The HS256 secret of every test gateway.
-pub const SECRET: &str = "end-to-end-test-secret-0123456789abcdef-0123456789";
-
-/// A static route: `(workflow, upstream "http://host:port", owner)`.
-pub type RouteSpec<'a> = (&'a str, &'a str, &'a str);
-
-/// The TOML configuration [`TestGateway::start`] uses for `routes`.
-pub fn config_toml(routes: &[RouteSpec<'_>]) -> String {
-    let mut text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[auth]
-cookie_secure = false
-
-[auth.jwt]
-algorithms = ["HS256"]
-secret = "{SECRET}"
-
-[discovery]
-kind = "static"
-"#
-    );
-    for (workflow, upstream, owner) in routes {
-        text.push_str(&format!(
-            "\n[[discovery.static.routes]]\nworkflow = \"{workflow}\"\nupstream = \"{upstream}\"\nowner = \"{owner}\"\n"
-        ));
-    }
-    text
-}
+use super::config::GatewayConfig;
+use super::jwt;
 
 /// A running gateway.
 pub struct TestGateway {
@@ -55,15 +30,10 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
-    /// Starts a gateway serving `routes` (see [`config_toml`]).
-    pub async fn start(routes: &[RouteSpec<'_>]) -> TestGateway {
-        TestGateway::start_toml(&config_toml(routes)).await
-    }
-
-    /// Starts a gateway from a whole TOML configuration.
-    pub async fn start_toml(toml_text: &str) -> TestGateway {
-        let config = Config::from_toml(toml_text)
-            .unwrap_or_else(|e| panic!("test configuration rejected: {e}\n{toml_text}"));
+    /// Starts a gateway with `config`.
+    pub async fn start(config: &GatewayConfig) -> TestGateway {
+        let toml_text = config.render();
+        let config = config.config();
         let prepared = Prepared::new(config.clone())
             .unwrap_or_else(|e| panic!("test configuration not usable: {e}\n{toml_text}"));
         let gateway = tokio::time::timeout(Duration::from_secs(30), Gateway::bind(prepared))
@@ -90,16 +60,13 @@ impl TestGateway {
         self.token_for(user, Duration::from_secs(3600))
     }
 
-    /// A JWT for `user`, valid for `lifetime`.
+    /// A JWT for `user`, valid for `lifetime` (HS256 with [`super::jwt::SECRET`]).
     pub fn token_for(&self, user: &str, lifetime: Duration) -> String {
-        let jwt = self
-            .config
-            .auth
-            .jwt
-            .as_ref()
-            .expect("the test config has [auth.jwt]");
-        dask_dashboard_gateway::auth::jwt::mint(jwt, user, lifetime)
-            .unwrap_or_else(|e| panic!("minting a JWT: {e:?}"))
+        assert!(
+            self.config.auth.jwt.is_some(),
+            "the test config has no [auth.jwt]"
+        );
+        jwt::token(user, lifetime)
     }
 
     /// `http://<public>` + `path`.
@@ -122,11 +89,17 @@ impl TestGateway {
         format!("http://{}{path}", self.admin)
     }
 
-    /// Asks the gateway to shut down and waits (at most 30 s) for `run` to return.
-    pub async fn stop(mut self) -> Result<(), String> {
+    /// Asks the gateway to shut down (what SIGTERM does); [`TestGateway::stop`]
+    /// then waits for the end.
+    pub fn begin_stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Asks the gateway to shut down and waits (at most 30 s) for `run` to return.
+    pub async fn stop(mut self) -> Result<(), String> {
+        self.begin_stop();
         let Some(task) = self.task.take() else {
             return Ok(());
         };
@@ -141,9 +114,7 @@ impl TestGateway {
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.begin_stop();
         if let Some(task) = self.task.take() {
             task.abort();
         }

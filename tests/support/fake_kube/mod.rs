@@ -8,7 +8,6 @@
 //! resource lists answer enough discovery for `kubectl`. The test controls it: objects
 //! are added, changed and deleted (bumping one global resourceVersion), watches
 //! dropped, history compacted, the next list slowed, the whole server taken down.
-#![allow(dead_code, unreachable_pub)]
 
 pub mod objects;
 mod routes;
@@ -58,10 +57,7 @@ pub struct FakeKube {
 impl FakeKube {
     /// Starts a fake with no objects.
     pub async fn start() -> FakeKube {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding the fake API server");
-        let addr = listener.local_addr().expect("fake API server address");
+        let (listener, addr) = crate::support::upstream::bind("the fake API server").await;
         let shared = Arc::new(Shared::default());
         let task = tokio::spawn(serve(listener, Arc::clone(&shared)));
         let dir = tempfile::Builder::new()

@@ -14,7 +14,7 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::pattern;
+use crate::support::pattern::pattern;
 
 /// An empty unmasked ping frame: what a stalled scheduler writes to notice that
 /// its connection was dropped.

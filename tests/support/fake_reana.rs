@@ -4,7 +4,6 @@
 //! revocation, sharing, slow answers, 500s, malformed JSON, and stopping (connection
 //! refused) and restarting on the same port. It counts calls per route and records
 //! each request.
-#![allow(dead_code, unreachable_pub)]
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -86,10 +85,7 @@ pub struct FakeReana {
 impl FakeReana {
     /// Starts an empty fake on 127.0.0.1:0.
     pub async fn start() -> FakeReana {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake reana-server");
-        let addr = listener.local_addr().expect("fake reana-server address");
+        let (listener, addr) = crate::support::upstream::bind("the fake reana-server").await;
         let fake = FakeReana {
             addr,
             shared: Arc::new(Shared {

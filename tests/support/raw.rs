@@ -1,6 +1,7 @@
-//! WebSocket checks below what a WebSocket library lets a client do: an upgrade
-//! request with exactly the handshake headers a test chooses, and reading a
-//! client's socket as plain TCP to learn whether the gateway dropped it.
+//! Raw TCP exchanges, below what an HTTP or WebSocket library lets a client do: a
+//! request written byte for byte, an upgrade request with exactly the handshake
+//! headers a test chooses, and reading a client's socket as plain TCP to learn
+//! whether the gateway dropped it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,7 +10,84 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
-use super::{parse_raw, RawResponse, STEP};
+use super::wait::STEP;
+
+/// A response read from a raw TCP exchange.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header lines, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    /// Everything after the head, as sent (chunked framing included).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// Every value of `name` (lowercase).
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Status, headers and the body as (lossy) text, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {:?} body: {}",
+            self.status,
+            self.headers,
+            String::from_utf8_lossy(&self.body)
+        )
+    }
+}
+
+/// Writes `request` as is, then reads until the server closes the connection (send
+/// `Connection: close`), all within [`STEP`].
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request).await.expect("write request");
+        let mut data = Vec::new();
+        let _ = stream.read_to_end(&mut data).await;
+        data
+    };
+    let data = timeout(STEP, exchange)
+        .await
+        .expect("the server did not finish its response and close the connection");
+    parse_raw(&data)
+}
+
+fn parse_raw(data: &[u8]) -> RawResponse {
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no complete response head: {:?}",
+                String::from_utf8_lossy(data)
+            )
+        });
+    let head = String::from_utf8_lossy(&data[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: data[end + 4..].to_vec(),
+    }
+}
 
 /// A valid `Sec-WebSocket-Key` (RFC 6455 §1.3's example: base64 of 16 bytes).
 pub const GOOD_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
