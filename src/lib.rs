@@ -41,6 +41,7 @@ use crate::readiness::Readiness;
 use crate::routes::RouteTable;
 use crate::server::ConnSettings;
 use crate::state::State;
+use prometheus_client::metrics::counter::Counter;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +204,7 @@ impl Gateway {
             settings,
             stop: stop_public.clone(),
             release: release.clone(),
+            handoffs: state.metrics.http1_handoffs(),
         };
         let mut workers = Vec::with_capacity(public.len());
         for (index, listener) in public.into_iter().enumerate() {
@@ -234,6 +236,8 @@ impl Gateway {
             },
             stop_admin.clone(),
             stop_admin.clone(),
+            // The admin listener's hand-offs are not the dashboards' business.
+            Counter::default(),
         ));
 
         shutdown.await;

@@ -167,6 +167,7 @@ pub struct Metrics {
     upstream_errors: [Counter; UpstreamError::ALL.len()],
     discovery_events: Counter,
     discovery_lag: Histogram,
+    http1_handoffs: Counter,
     log_lines_dropped: Arc<OnceLock<LogDrops>>,
 }
 
@@ -254,6 +255,12 @@ impl Default for Metrics {
             "From a Service's change to its route being served",
             discovery_lag.clone(),
         );
+        let http1_handoffs = Counter::default();
+        registry.register(
+            "http1_handoffs",
+            "Connections the gateway's own HTTP/1.1 loop handed to hyper (a request with a body, an upgrade, HTTP/1.0, a head it could not read)",
+            http1_handoffs.clone(),
+        );
         let log_lines_dropped = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(DroppedLogLines(Arc::clone(&log_lines_dropped))));
         Metrics {
@@ -272,6 +279,7 @@ impl Default for Metrics {
             ),
             discovery_events,
             discovery_lag,
+            http1_handoffs,
             log_lines_dropped,
         }
     }
@@ -281,6 +289,11 @@ impl Metrics {
     /// Fresh metrics, all zero.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The counter of connections handed from the gateway's HTTP/1.1 loop to hyper.
+    pub(crate) fn http1_handoffs(&self) -> Counter {
+        self.http1_handoffs.clone()
     }
 
     /// Counts a finished request (or WebSocket handshake) and its duration.

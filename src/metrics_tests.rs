@@ -15,6 +15,8 @@ fn exercised() -> Metrics {
     m.websocket_delta(1);
     m.discovery_event(Some(Duration::from_millis(1500)));
     m.count_dropped_log_lines(|| 42);
+    let handoffs = m.http1_handoffs();
+    handoffs.inc_by(3);
     m
 }
 

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, Response};
+use prometheus_client::metrics::counter::Counter;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -96,6 +97,8 @@ pub(crate) struct Serving {
     pub(crate) settings: ConnSettings,
     /// Cancelled to stop accepting and drain.
     pub(crate) stop: CancellationToken,
+    /// Counts connections handed from the HTTP/1.1 loop to hyper.
+    pub(crate) handoffs: Counter,
     /// Cancelled once the drain is over (everything finished, or the shutdown
     /// deadline): the threads end, dropping whatever still runs on them.
     pub(crate) release: CancellationToken,
@@ -138,10 +141,20 @@ impl Worker {
                         settings,
                         stop,
                         release,
+                        handoffs,
                     } = serving;
                     match TcpListener::from_std(listener) {
                         Ok(listener) => {
-                            serve(listener, tls, settings, handler, stop, release.clone()).await;
+                            serve(
+                                listener,
+                                tls,
+                                settings,
+                                handler,
+                                stop,
+                                release.clone(),
+                                handoffs,
+                            )
+                            .await;
                         }
                         Err(error) => tracing::error!(%error, "serving thread has no listener"),
                     }
@@ -172,6 +185,7 @@ pub(crate) async fn serve<H, F>(
     handler: H,
     stop: CancellationToken,
     abort: CancellationToken,
+    handoffs: Counter,
 ) where
     H: Fn(Request<RequestBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -194,6 +208,7 @@ pub(crate) async fn serve<H, F>(
         let ends = conn::Ends {
             stop: stop.clone(),
             abort: abort.clone(),
+            handoffs: handoffs.clone(),
         };
         connections.spawn(conn::serve(
             stream,

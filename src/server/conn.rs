@@ -148,6 +148,8 @@ pub(super) struct Ends {
     pub(super) stop: CancellationToken,
     /// Cancelled at the shutdown deadline: the connection is dropped.
     pub(super) abort: CancellationToken,
+    /// Counts connections the HTTP/1.1 loop hands to hyper.
+    pub(super) handoffs: prometheus_client::metrics::counter::Counter,
 }
 
 /// Serves one accepted connection (TLS first, when configured) until it ends.
@@ -194,7 +196,10 @@ pub(super) async fn serve<H, F>(
                 };
                 match ended {
                     h1::Ended::Closed => return,
-                    h1::Ended::HandOff(pre) => pre,
+                    h1::Ended::HandOff(pre) => {
+                        ends.handoffs.inc();
+                        pre
+                    }
                 }
             } else {
                 Bytes::new()

@@ -330,6 +330,11 @@ fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    // hyper puts its `close` into the map: after the fields, before the framing.
+    if *close && !says_close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    *close |= says_close;
     let framing = match framing {
         Some(framing) => framing,
         None => match length {
@@ -354,10 +359,6 @@ fn encode_head(
             }
         },
     };
-    if *close && !says_close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    *close |= says_close;
     if !wrote_date {
         out.extend_from_slice(b"date: ");
         date::extend(out);
@@ -435,7 +436,8 @@ async fn write_response(
             }
         }
         if framing == Framing::Chunked {
-            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            // Upper-case digits, as hyper writes them.
+            out.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
         }
         if data.len() <= COALESCE {
             out.extend_from_slice(&data);

@@ -141,7 +141,7 @@ fn heads_are_written_as_hyper_writes_them() {
     let (text, framing, close) = head_of(StatusCode::OK, &[date], BodyLength::Unknown, false, true);
     assert_eq!(
         text,
-        format!("HTTP/1.1 200 OK\r\n{DATE_LINE}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n")
+        format!("HTTP/1.1 200 OK\r\n{DATE_LINE}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n")
     );
     assert_eq!((framing, close), (Framing::Chunked, true));
 

@@ -47,6 +47,12 @@ impl RawResponse {
 /// Writes `request` as is, then reads until the server closes the connection (send
 /// `Connection: close`), all within [`STEP`].
 pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    parse_raw(&raw_bytes(addr, request).await)
+}
+
+/// Sends `request` as given on a new connection to `addr`; every byte the server
+/// sends until it closes the connection (within [`STEP`]).
+pub async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream.write_all(request).await.expect("write request");
@@ -54,10 +60,9 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
         let _ = stream.read_to_end(&mut data).await;
         data
     };
-    let data = timeout(STEP, exchange)
+    timeout(STEP, exchange)
         .await
-        .expect("the server did not finish its response and close the connection");
-    parse_raw(&data)
+        .expect("the server did not finish its response and close the connection")
 }
 
 fn parse_raw(data: &[u8]) -> RawResponse {
