@@ -10,7 +10,7 @@ use tokio::time::timeout;
 
 use super::headers::remove_hop_by_hop;
 use super::path::rewrite_location;
-use super::upstream::{Outgoing, UpstreamFailure};
+use super::upstream::{Outgoing, RawFields, UpstreamFailure};
 use super::{ClientBody, Forward};
 use crate::body::{Body, BoxError};
 use crate::error::ProxyError;
@@ -87,11 +87,18 @@ where
             }
         }
     }
-    // One lookup; a clone of the prepared value allocates nothing.
-    parts
-        .headers
-        .entry(CONTENT_SECURITY_POLICY)
-        .or_insert_with(|| state.dashboard_csp.clone());
+    // One lookup; a clone of the prepared value allocates nothing. Fields kept as
+    // lines say themselves whether they hold a policy (and never a Location).
+    let own_policy = parts
+        .extensions
+        .get::<RawFields>()
+        .is_some_and(|raw| raw.has_csp);
+    if !own_policy {
+        parts
+            .headers
+            .entry(CONTENT_SECURITY_POLICY)
+            .or_insert_with(|| state.dashboard_csp.clone());
+    }
     Ok(Response::from_parts(parts, body))
 }
 

@@ -161,6 +161,16 @@ pub(crate) async fn handle<B: ClientBody>(
     response
 }
 
+/// A response for hyper: header fields the scheduler client kept as lines (for the
+/// gateway's HTTP/1.1 loop, which writes them as they are) moved into its map.
+pub(crate) fn fields_in_map(mut response: Response<Body>) -> Response<Body> {
+    if let Some(raw) = response.extensions_mut().remove::<upstream::RawFields>() {
+        let rest = std::mem::take(response.headers_mut());
+        *response.headers_mut() = raw.into_map(rest);
+    }
+    response
+}
+
 /// 32 random hexadecimal digits.
 fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -115,8 +115,14 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.conn.started.store(true, Ordering::Relaxed);
-        futures_util::FutureExt::map((self.handler)(req.map(RequestBody::Hyper), self.peer), Ok)
+        let future = (self.handler)(req.map(RequestBody::Hyper), self.peer);
+        futures_util::FutureExt::map(future, for_hyper)
     }
+}
+
+/// The handler's response as hyper takes it: every header field in the map.
+fn for_hyper(response: Response<Body>) -> Result<Response<Body>, Infallible> {
+    Ok(crate::proxy::fields_in_map(response))
 }
 
 fn builder(settings: &ConnSettings, executor: StreamExecutor) -> auto::Builder<StreamExecutor> {

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ConnSettings;
 use crate::body::{Body, RequestBody};
+use crate::proxy::upstream::RawFields;
 
 /// Most header fields in a request head (hyper's limit too).
 const MAX_HEADERS: usize = 100;
@@ -277,6 +278,7 @@ enum BodyLength {
 fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
+    raw: Option<&RawFields>,
     headers: &HeaderMap,
     length: BodyLength,
     head_only: bool,
@@ -298,6 +300,15 @@ fn encode_head(
     let mut framing = None;
     let mut wrote_date = false;
     let mut says_close = false;
+    if let Some(raw) = raw {
+        // The scheduler's fields, as hyper would write them from a map: with a
+        // `Content-Length` when the body has a length (see `RawFields`).
+        out.extend_from_slice(&raw.lines);
+        wrote_date = raw.has_date;
+        if let BodyLength::Known(n) = length {
+            framing = Some(Framing::Length(n));
+        }
+    }
     for (name, value) in headers {
         if name == CONTENT_LENGTH {
             if framing.is_some() {
@@ -380,7 +391,8 @@ async fn write_response(
     mut close: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
+    let raw = parts.extensions.remove::<RawFields>();
     let length = if body.is_end_stream() {
         BodyLength::Empty
     } else {
@@ -393,6 +405,7 @@ async fn write_response(
     let framing = encode_head(
         out,
         parts.status,
+        raw.as_ref(),
         &parts.headers,
         length,
         head_only,

@@ -101,7 +101,9 @@ fn head_of(
     }
     let mut out = Vec::new();
     let mut close = close;
-    let framing = encode_head(&mut out, status, &headers, length, head_only, &mut close);
+    let framing = encode_head(
+        &mut out, status, None, &headers, length, head_only, &mut close,
+    );
     (String::from_utf8(out).unwrap(), framing, close)
 }
 

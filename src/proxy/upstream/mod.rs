@@ -27,6 +27,7 @@ use crate::config::UpstreamConfig;
 use body::{Framing, UpstreamBody};
 use chunked::Chunked;
 use pool::{Conn, Pool};
+pub(crate) use wire::RawFields;
 use wire::{RequestFraming, ResponseFraming, ResponseHead};
 
 /// The body of a request on its way to a scheduler.
@@ -153,6 +154,7 @@ impl Http1Client {
         let ResponseHead {
             status,
             headers,
+            raw,
             framing,
             keep_alive,
         } = head;
@@ -192,6 +194,9 @@ impl Http1Client {
         *response.status_mut() = status;
         *response.version_mut() = Version::HTTP_11;
         *response.headers_mut() = headers;
+        if let Some(raw) = raw {
+            response.extensions_mut().insert(raw);
+        }
         response
     }
 }

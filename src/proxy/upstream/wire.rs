@@ -102,13 +102,65 @@ pub(crate) enum ResponseFraming {
     Close,
 }
 
+/// A response's header fields kept as the bytes an HTTP/1.1 client gets: one
+/// `name: value\r\n` line each, names in lower case, in the scheduler's order, the
+/// hop-by-hop ones left out. Used for a response with a body of known length (or
+/// an answer to `HEAD`) that has no `Location` to rewrite and no name twice apart:
+/// the gateway's HTTP/1.1 loop writes them as they are, which is what hyper writes
+/// for the same fields in a map (`into_map` gives that map to hyper).
+#[derive(Debug, Clone)]
+pub(crate) struct RawFields {
+    /// The field lines.
+    pub(crate) lines: Bytes,
+    /// There is a `Date` field.
+    pub(crate) has_date: bool,
+    /// There is a `Content-Security-Policy` field.
+    pub(crate) has_csp: bool,
+}
+
+impl RawFields {
+    /// The fields in a map, followed by those of `rest`.
+    pub(crate) fn into_map(self, rest: HeaderMap) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(rest.len() + 16);
+        for line in self.lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = memchr::memchr(b':', line) else {
+                continue;
+            };
+            let value_at = colon + 2;
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&line[..colon]),
+                HeaderValue::from_maybe_shared(
+                    self.lines.slice_ref(&line[value_at.min(line.len())..]),
+                ),
+            ) else {
+                continue;
+            };
+            map.append(name, value);
+        }
+        let mut last = None;
+        for (name, value) in rest {
+            if let Some(name) = name {
+                last = Some(name);
+            }
+            if let Some(name) = &last {
+                map.append(name.clone(), value);
+            }
+        }
+        map
+    }
+}
+
 /// A parsed response head.
 #[derive(Debug)]
 pub(crate) struct ResponseHead {
     /// Status code.
     pub(crate) status: StatusCode,
-    /// Header fields, without the hop-by-hop ones and those `Connection` names.
+    /// Header fields, without the hop-by-hop ones and those `Connection` names
+    /// (empty when they are kept as `raw`).
     pub(crate) headers: HeaderMap,
+    /// The same fields as lines, instead of `headers`.
+    pub(crate) raw: Option<RawFields>,
     /// How the body that follows is delimited.
     pub(crate) framing: ResponseFraming,
     /// Whether the connection may carry another request after this response.
@@ -155,13 +207,44 @@ pub(crate) fn parse_response_head(
     // `Connection` seldom names a field of its own (`keep-alive` and `close` are
     // options): only then is each name compared with its list.
     let lists_fields = items(fields, b"connection").any(names_another_field);
+    let kept = |name: &[u8]| !(is_hop_by_hop(name) || (lists_fields && listed(name, fields)));
+    let raw_framing = match framing {
+        ResponseFraming::Length(_) => true,
+        ResponseFraming::Empty => *request_method == Method::HEAD,
+        ResponseFraming::Chunked | ResponseFraming::Close => false,
+    };
+    if raw_framing && !has(fields, b"location") && !repeats_apart(fields) {
+        let mut lines = Vec::with_capacity(len);
+        let (mut has_date, mut has_csp) = (false, false);
+        for field in fields.iter().filter(|f| kept(f.name.as_bytes())) {
+            let name = field.name.as_bytes();
+            has_date |= name.eq_ignore_ascii_case(b"date");
+            has_csp |= name.eq_ignore_ascii_case(b"content-security-policy");
+            lines.extend(name.iter().map(u8::to_ascii_lowercase));
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(field.value);
+            lines.extend_from_slice(b"\r\n");
+        }
+        buf.advance(len);
+        return Ok(Some(ResponseHead {
+            status,
+            headers: HeaderMap::new(),
+            raw: Some(RawFields {
+                lines: Bytes::from(lines),
+                has_date,
+                has_csp,
+            }),
+            framing,
+            keep_alive,
+        }));
+    }
     // Values share one copy of the head.
     let head = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
     let mut headers = HeaderMap::with_capacity(fields.len());
     for field in fields {
         let name = field.name.as_bytes();
-        if is_hop_by_hop(name) || (lists_fields && listed(name, fields)) {
+        if !kept(name) {
             continue;
         }
         let name = HeaderName::from_bytes(name)
@@ -175,6 +258,7 @@ pub(crate) fn parse_response_head(
     Ok(Some(ResponseHead {
         status,
         headers,
+        raw: None,
         framing,
         keep_alive,
     }))
@@ -192,6 +276,17 @@ fn items<'a>(
         .flat_map(|f| f.value.split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|item| !item.is_empty())
+}
+
+/// Whether a name comes twice with another field between (a map would put them
+/// together).
+fn repeats_apart(fields: &[httparse::Header<'_>]) -> bool {
+    let same = |a: &httparse::Header<'_>, b: &httparse::Header<'_>| {
+        a.name.len() == b.name.len() && a.name.eq_ignore_ascii_case(b.name)
+    };
+    (1..fields.len()).any(|i| {
+        !same(&fields[i], &fields[i - 1]) && fields[..i - 1].iter().any(|e| same(e, &fields[i]))
+    })
 }
 
 fn has(fields: &[httparse::Header<'_>], name: &[u8]) -> bool {

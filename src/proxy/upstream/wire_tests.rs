@@ -256,3 +256,56 @@ fn hop_by_hop_fields_stop_at_the_parser() {
     assert_eq!(names, ["content-type", "content-length"]);
     assert!(head.keep_alive);
 }
+
+#[test]
+fn fields_of_a_plain_response_are_kept_as_the_lines_a_client_gets() {
+    let head = parsed(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\nContent-Length: 3\r\n\r\nabc",
+        &Method::GET,
+    );
+    let raw = head.raw.expect("kept as lines");
+    assert!(head.headers.is_empty());
+    assert_eq!(
+        std::str::from_utf8(&raw.lines).unwrap(),
+        "content-type: text/plain\r\nset-cookie: a=1\r\nset-cookie: b=2\r\ndate: Tue, 01 Dec 2026 00:00:00 GMT\r\ncontent-length: 3\r\n"
+    );
+    assert!(raw.has_date && !raw.has_csp);
+    let mut rest = HeaderMap::new();
+    rest.insert("x-request-id", HeaderValue::from_static("id"));
+    let map = raw.into_map(rest);
+    let pairs: Vec<_> = map
+        .iter()
+        .map(|(n, v)| format!("{n}={}", v.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            "content-type=text/plain",
+            "set-cookie=a=1",
+            "set-cookie=b=2",
+            "date=Tue, 01 Dec 2026 00:00:00 GMT",
+            "content-length=3",
+            "x-request-id=id"
+        ]
+    );
+}
+
+#[test]
+fn fields_go_in_a_map_when_lines_would_not_be_what_hyper_writes() {
+    for text in [
+        // A Location to rewrite.
+        "HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 1\r\n\r\n",
+        // A name twice with another between (a map puts them together).
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2\r\nx-a: 3\r\nContent-Length: 1\r\n\r\n",
+        // Bodies hyper frames itself.
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\n\r\n",
+    ] {
+        let head = parsed(text, &Method::GET);
+        assert!(head.raw.is_none(), "{text:?}");
+    }
+    let head = parsed("HTTP/1.1 200 OK\r\nX-A: 1\r\nX-A: 2\r\nContent-Security-Policy: x\r\nContent-Length: 9\r\n\r\n", &Method::HEAD);
+    assert!(head.raw.is_some_and(|raw| raw.has_csp && !raw.has_date));
+}
