@@ -230,6 +230,7 @@ fn header_rewrite(c: &mut Criterion) {
     let request = browser_request(&mint(&jwt_config(), "alice"));
     let client_ip = IpAddr::V4(Ipv4Addr::new(10, 42, 0, 17));
     let prefix = format!("/dashboard/{WORKFLOW}");
+    let request_id = http::HeaderValue::from_static("0123456789abcdef0123456789abcdef");
     let mut group = c.benchmark_group("header_rewrite");
     group.bench_function("request_headers", |b| {
         b.iter_batched(
@@ -238,7 +239,14 @@ fn header_rewrite(c: &mut Criterion) {
                 headers::remove_hop_by_hop(&mut headers);
                 credentials::strip_request_credentials(&mut headers, COOKIE_NAME);
                 let host = headers.get(HOST).cloned();
-                headers::set_forwarded(&mut headers, client_ip, "https", host.as_ref(), &prefix);
+                headers::set_forwarded(
+                    &mut headers,
+                    client_ip,
+                    "https",
+                    host.as_ref(),
+                    &prefix,
+                    &request_id,
+                );
                 headers
             },
             BatchSize::SmallInput,

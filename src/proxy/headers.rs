@@ -109,20 +109,66 @@ pub fn is_websocket_upgrade(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::GET && connection_upgrade && upgrade_websocket
 }
 
-/// Sets X-Forwarded-For (appends `client_ip` to an existing value, comma-separated),
-/// X-Forwarded-Proto (`proto`, replaces), X-Forwarded-Host (the client's Host, replaces;
-/// omitted when None), X-Forwarded-Prefix (`prefix`, replaces).
+/// The gateway's own fields of a forwarded request, set after the client's: the
+/// four forwarding fields and `X-Request-Id`. `None`: left out (a value that is no
+/// valid header value).
+#[derive(Debug, Clone)]
+pub(crate) struct Added(pub(crate) [(HeaderName, Option<HeaderValue>); 5]);
+
+impl Added {
+    /// Nothing added (requests the proxy did not prepare, in tests).
+    #[cfg(test)]
+    pub(crate) fn none() -> Added {
+        Added(std::array::from_fn(|i| (ADDED_NAMES[i].clone(), None)))
+    }
+
+    /// Writes `name: value\r\n` for each field, as the request head's last fields.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        for (name, value) in &self.0 {
+            if let Some(value) = value {
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Puts the fields into `headers` (whose own fields of these names are gone).
+    pub(crate) fn insert_into(self, headers: &mut HeaderMap) {
+        for (name, value) in self.0 {
+            if let Some(value) = value {
+                headers.insert(name, value);
+            }
+        }
+    }
+}
+
+/// The names of [`Added`]'s fields, in their order.
+const ADDED_NAMES: [HeaderName; 5] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PREFIX,
+    X_REQUEST_ID,
+];
+
+/// The gateway's fields for a forwarded request: X-Forwarded-For (`client_ip`
+/// appended to the client's value, comma-separated), X-Forwarded-Proto (`proto`),
+/// X-Forwarded-Host (the client's Host; none when None), X-Forwarded-Prefix
+/// (`prefix`) and X-Request-Id (`request_id`). The client's own fields of these
+/// names are taken out of `headers`: the gateway's replace them.
 ///
 /// These are the de facto counterparts of RFC 7239 `Forwarded`; the client's `Host`
-/// itself (RFC 9110 §7.2) is left untouched. A client-sent header this function
-/// replaces is removed when the new value is absent or not a valid header value.
-pub fn set_forwarded(
+/// itself (RFC 9110 §7.2) is left untouched.
+pub(crate) fn added_fields(
     headers: &mut HeaderMap,
     client_ip: IpAddr,
     proto: &str,
     host: Option<&HeaderValue>,
     prefix: &str,
-) {
+    request_id: &HeaderValue,
+) -> Added {
     let ip = IpText::new(client_ip);
     let mut listed = headers
         .get_all(&X_FORWARDED_FOR)
@@ -149,11 +195,35 @@ pub fn set_forwarded(
         "https" => Ok(HeaderValue::from_static("https")),
         other => HeaderValue::from_str(other),
     };
-    let prefix = HeaderValue::from_str(prefix);
-    replace(headers, X_FORWARDED_FOR, forwarded_for);
-    replace(headers, X_FORWARDED_PROTO, proto.ok());
-    replace(headers, X_FORWARDED_HOST, host.cloned());
-    replace(headers, X_FORWARDED_PREFIX, prefix.ok());
+    // Most clients send none of them: one pass over the names instead of a removal
+    // (a hashed lookup) per name.
+    if headers.keys().any(|name| ADDED_NAMES.contains(name)) {
+        for name in &ADDED_NAMES {
+            headers.remove(name);
+        }
+    }
+    let [xff, xfp, xfh, xfx, rid] = ADDED_NAMES;
+    Added([
+        (xff, forwarded_for),
+        (xfp, proto.ok()),
+        (xfh, host.cloned()),
+        (xfx, HeaderValue::from_str(prefix).ok()),
+        (rid, Some(request_id.clone())),
+    ])
+}
+
+/// Sets the fields of [`added_fields`] in `headers`, replacing the client's: what
+/// the proxy does to a WebSocket handshake it forwards (a plain request gets them
+/// written after the client's fields instead).
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: IpAddr,
+    proto: &str,
+    host: Option<&HeaderValue>,
+    prefix: &str,
+    request_id: &HeaderValue,
+) {
+    added_fields(headers, client_ip, proto, host, prefix, request_id).insert_into(headers);
 }
 
 /// The text of an address, as `Display` writes it, without the general formatting
@@ -211,18 +281,6 @@ impl IpText {
 impl std::fmt::Display for IpText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Sets `name` to `value`, or removes it when `value` is None.
-fn replace(headers: &mut HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
-    match value {
-        Some(value) => {
-            headers.insert(name, value);
-        }
-        None => {
-            headers.remove(name);
-        }
     }
 }
 
@@ -331,6 +389,10 @@ fn list_items(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id() -> HeaderValue {
+        HeaderValue::from_static("req-1")
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -447,7 +509,14 @@ mod tests {
             ("X-Forwarded-Proto", "http"), ("X-Forwarded-Prefix", "/spoofed"),
             ("X-Forwarded-Host", "evil"), ("X-Forwarded-Host", "evil2"),
         ]);
-        set_forwarded(&mut headers, ip, "https", Some(&host), "/dashboard/a");
+        set_forwarded(
+            &mut headers,
+            ip,
+            "https",
+            Some(&host),
+            "/dashboard/a",
+            &id(),
+        );
         assert_eq!(headers["x-forwarded-for"], "10.0.0.7");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "reana.example.org");
@@ -460,11 +529,11 @@ mod tests {
         let ip: IpAddr = "::1".parse().expect("ip");
         let xff = "X-Forwarded-For";
         let mut headers = map(&[(xff, "1.2.3.4, 5.6.7.8"), (xff, "9.9.9.9 ")]);
-        set_forwarded(&mut headers, ip, "http", None, "/a/dashboard");
+        set_forwarded(&mut headers, ip, "http", None, "/a/dashboard", &id());
         assert_eq!(headers.get_all(xff).iter().count(), 1);
         assert_eq!(headers[xff], "1.2.3.4, 5.6.7.8, 9.9.9.9, ::1");
         let mut headers = map(&[(xff, "1.2.3.4"), ("X-Forwarded-Host", "evil")]);
-        set_forwarded(&mut headers, ip, "http", None, "/a/dashboard");
+        set_forwarded(&mut headers, ip, "http", None, "/a/dashboard", &id());
         assert_eq!(headers[xff], "1.2.3.4, ::1");
         assert!(headers.get("x-forwarded-host").is_none());
     }

@@ -45,7 +45,7 @@ where
             headers.insert(HOST, upstream);
         }
     }
-    fwd.prepare_headers(&mut headers);
+    let added = fwd.added_fields(&mut headers);
     let body = if body.is_end_stream() {
         // No allocation for the common bodiless request.
         http_body_util::Empty::new()
@@ -58,6 +58,7 @@ where
         method: parts.method,
         target: fwd.path_and_query,
         headers,
+        added,
         body,
     };
 

@@ -89,18 +89,25 @@ pub(crate) struct Forward<'a> {
 }
 
 impl Forward<'_> {
-    /// Removes credentials and adds the forwarding headers to an upstream request.
+    /// Removes credentials and adds the forwarding fields and the request id to an
+    /// upstream request's map (a WebSocket handshake's).
     fn prepare_headers(&self, headers: &mut HeaderMap) {
+        self.added_fields(headers).insert_into(headers);
+    }
+
+    /// Removes credentials and the client's forwarding fields and request id from an
+    /// upstream request; the gateway's own, to be written after the rest.
+    fn added_fields(&self, headers: &mut HeaderMap) -> headers::Added {
         credentials::strip_request_credentials(headers, self.cookie_name);
         let host = headers.get(HOST).cloned();
-        headers::set_forwarded(
+        headers::added_fields(
             headers,
             self.client_ip,
             self.proto,
             host.as_ref(),
             self.prefix,
-        );
-        headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
+            self.request_id,
+        )
     }
 }
 

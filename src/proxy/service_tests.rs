@@ -59,9 +59,11 @@ impl Upstream for Fake {
             let Outgoing {
                 method,
                 target,
-                headers,
+                mut headers,
+                added,
                 body,
             } = request;
+            added.insert_into(&mut headers);
             let body = body
                 .collect()
                 .await

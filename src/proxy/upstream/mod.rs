@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 
 use crate::body::{empty, full, Body, BoxError};
 use crate::config::UpstreamConfig;
+pub(crate) use crate::proxy::headers::Added;
 use body::{Framing, UpstreamBody};
 use chunked::Chunked;
 use pool::{Conn, Pool};
@@ -41,6 +42,8 @@ pub(crate) struct Outgoing {
     pub(crate) target: String,
     /// Header fields, `Host` included; framing headers are the client's business.
     pub(crate) headers: HeaderMap,
+    /// The gateway's own fields, sent after `headers`.
+    pub(crate) added: Added,
     /// The body.
     pub(crate) body: RequestBody,
 }
@@ -117,11 +120,12 @@ impl Http1Client {
             method,
             target,
             headers,
+            added,
             body,
         } = request;
         let framing = RequestFraming::new(&method, body.size_hint().exact(), body.is_end_stream());
         let mut head = Vec::with_capacity(256 + target.len() + 32 * headers.len());
-        wire::encode_request_head(&mut head, &method, &target, &headers, framing)?;
+        wire::encode_request_head(&mut head, &method, &target, &headers, &added, framing)?;
         // A request without a body that is safe to repeat may be sent again when a
         // pooled connection turns out closed before any byte of the answer.
         let replayable =

@@ -9,7 +9,7 @@ use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 use super::UpstreamFailure;
-use crate::proxy::headers::{is_hop_by_hop, names_another_field};
+use crate::proxy::headers::{is_hop_by_hop, names_another_field, Added};
 
 /// Most header fields read in one response head.
 const MAX_RESPONSE_HEADERS: usize = 128;
@@ -57,6 +57,7 @@ pub(crate) fn encode_request_head(
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    added: &Added,
     framing: RequestFraming,
 ) -> Result<(), UpstreamFailure> {
     // hyper validated the client's target; this keeps a rewritten one honest too.
@@ -76,6 +77,7 @@ pub(crate) fn encode_request_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    added.encode(out);
     match framing {
         RequestFraming::None => {}
         RequestFraming::Length(n) => {
@@ -220,7 +222,9 @@ pub(crate) fn parse_response_head(
             let name = field.name.as_bytes();
             has_date |= name.eq_ignore_ascii_case(b"date");
             has_csp |= name.eq_ignore_ascii_case(b"content-security-policy");
-            lines.extend(name.iter().map(u8::to_ascii_lowercase));
+            let at = lines.len();
+            lines.extend_from_slice(name);
+            lines[at..].make_ascii_lowercase();
             lines.extend_from_slice(b": ");
             lines.extend_from_slice(field.value);
             lines.extend_from_slice(b"\r\n");

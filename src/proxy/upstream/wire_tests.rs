@@ -16,7 +16,8 @@ fn head(
         );
     }
     let mut out = Vec::new();
-    encode_request_head(&mut out, method, target, &map, framing).expect("encodable");
+    encode_request_head(&mut out, method, target, &map, &Added::none(), framing)
+        .expect("encodable");
     String::from_utf8(out).expect("ascii")
 }
 
@@ -79,6 +80,7 @@ fn targets_that_could_split_the_request_line_are_refused() {
             &Method::GET,
             target,
             &HeaderMap::new(),
+            &Added::none(),
             RequestFraming::None,
         );
         assert_eq!(result, Err(UpstreamFailure::InvalidRequest), "{target:?}");
