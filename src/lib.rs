@@ -10,7 +10,6 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod logging;
-mod memory;
 pub mod metrics;
 mod pages;
 mod prepared;
@@ -196,7 +195,6 @@ impl Gateway {
         if let Some(cert) = cert {
             tokio::spawn(cert.watch(tls::RELOAD_INTERVAL, stop_admin.clone()));
         }
-        tokio::spawn(memory::release_after_closes(stop_admin.clone()));
 
         let release = CancellationToken::new();
         let serving = server::Serving {

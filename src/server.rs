@@ -221,7 +221,10 @@ pub(crate) async fn serve<H, F>(
     }
     drop(listener);
     connections.close();
+    // The connections first: with none left the admin listener (whose `abort` is
+    // its `stop`) ends quietly.
     tokio::select! {
+        biased;
         () = connections.wait() => {}
         () = abort.cancelled() => {
             tracing::warn!("open connections did not finish within the shutdown grace period");

@@ -80,7 +80,6 @@ pub(crate) async fn forward<B>(
         metrics.websocket_delta(1);
         let end = relay_checked(client, upstream, limits, recheck).await;
         metrics.websocket_delta(-1);
-        crate::memory::websocket_closed();
         if matches!(end, RelayEnd::UpstreamLost | RelayEnd::UpstreamStalled) {
             metrics.upstream_error(UpstreamError::WebSocketLost);
         }
