@@ -88,17 +88,21 @@ where
             }
         }
     }
-    // One lookup; a clone of the prepared value allocates nothing. Fields kept as
-    // lines say themselves whether they hold a policy (and never a Location).
-    let own_policy = parts
-        .extensions
-        .get::<RawFields>()
-        .is_some_and(|raw| raw.has_csp);
-    if !own_policy {
-        parts
-            .headers
-            .entry(CONTENT_SECURITY_POLICY)
-            .or_insert_with(|| state.dashboard_csp.clone());
+    // Fields kept as lines (never with a Location) say themselves whether they hold
+    // a policy, and the gateway's goes after them. Otherwise one lookup in the map;
+    // a clone of the prepared value allocates nothing.
+    match parts.extensions.get_mut::<RawFields>() {
+        Some(raw) => {
+            if !raw.has_csp {
+                raw.push(&CONTENT_SECURITY_POLICY, &state.dashboard_csp);
+            }
+        }
+        None => {
+            parts
+                .headers
+                .entry(CONTENT_SECURITY_POLICY)
+                .or_insert_with(|| state.dashboard_csp.clone());
+        }
     }
     Ok(Response::from_parts(parts, body))
 }

@@ -162,9 +162,15 @@ pub(crate) async fn handle<B: ClientBody>(
         client = %headers::IpText::new(outcome.client.unwrap_or_else(|| client.ip())),
         websocket = kind == RequestKind::WebSocket,
     );
-    response
-        .headers_mut()
-        .insert(X_REQUEST_ID.clone(), request_id);
+    // After the scheduler's fields when they are kept as lines (see `RawFields`).
+    match response.extensions_mut().get_mut::<upstream::RawFields>() {
+        Some(raw) => raw.push(&X_REQUEST_ID, &request_id),
+        None => {
+            response
+                .headers_mut()
+                .insert(X_REQUEST_ID.clone(), request_id);
+        }
+    }
     response
 }
 

@@ -113,7 +113,7 @@ pub(crate) enum ResponseFraming {
 #[derive(Debug, Clone)]
 pub(crate) struct RawFields {
     /// The field lines.
-    pub(crate) lines: Bytes,
+    pub(crate) lines: Vec<u8>,
     /// There is a `Date` field.
     pub(crate) has_date: bool,
     /// There is a `Content-Security-Policy` field.
@@ -121,10 +121,19 @@ pub(crate) struct RawFields {
 }
 
 impl RawFields {
+    /// Adds a field after the others (the proxy's own: a policy, the request id).
+    pub(crate) fn push(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.lines.extend_from_slice(name.as_str().as_bytes());
+        self.lines.extend_from_slice(b": ");
+        self.lines.extend_from_slice(value.as_bytes());
+        self.lines.extend_from_slice(b"\r\n");
+    }
+
     /// The fields in a map, followed by those of `rest`.
     pub(crate) fn into_map(self, rest: HeaderMap) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(rest.len() + 16);
-        for line in self.lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let lines = Bytes::from(self.lines);
+        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let Some(colon) = memchr::memchr(b':', line) else {
                 continue;
@@ -132,9 +141,7 @@ impl RawFields {
             let value_at = colon + 2;
             let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(&line[..colon]),
-                HeaderValue::from_maybe_shared(
-                    self.lines.slice_ref(&line[value_at.min(line.len())..]),
-                ),
+                HeaderValue::from_maybe_shared(lines.slice_ref(&line[value_at.min(line.len())..])),
             ) else {
                 continue;
             };
@@ -234,7 +241,7 @@ pub(crate) fn parse_response_head(
             status,
             headers: HeaderMap::new(),
             raw: Some(RawFields {
-                lines: Bytes::from(lines),
+                lines,
                 has_date,
                 has_csp,
             }),
