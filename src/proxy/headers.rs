@@ -112,7 +112,7 @@ pub fn is_websocket_upgrade(method: &Method, headers: &HeaderMap) -> bool {
 /// The gateway's own fields of a forwarded request, set after the client's: the
 /// four forwarding fields and `X-Request-Id`. `None`: left out (a value that is no
 /// valid header value).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Added(pub(crate) [(HeaderName, Option<HeaderValue>); 5]);
 
 impl Added {

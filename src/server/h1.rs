@@ -10,7 +10,7 @@
 //! connection from then on: its answers to such requests (400, 431, WebSocket
 //! upgrades, request bodies) stay hyper's.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -449,8 +449,8 @@ async fn write_response(
             }
         }
         if framing == Framing::Chunked {
-            // Upper-case digits, as hyper writes them.
-            out.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
+            // Upper-case digits, as hyper writes them; no allocation per chunk.
+            let _ = write!(out, "{:X}\r\n", data.len());
         }
         if data.len() <= COALESCE {
             out.extend_from_slice(&data);
