@@ -6,13 +6,13 @@
 //! `cache_max_entries` half and half, so a flood of bad credentials (refusals)
 //! evicts other refusals, never the identities of real users.
 
-use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
+use siphasher::sip128::{Hasher128, SipHasher13};
 
 /// What a cache key stands for; part of the hashed input, so one secret used as a
 /// token and as a session cookie gives two keys.
@@ -49,18 +49,15 @@ impl std::fmt::Debug for CacheKey {
     }
 }
 
-/// Builds [`CacheKey`]s: two SipHash computations with per-process random keys and
-/// independent random salts, concatenated into 128 bits.
+/// Builds [`CacheKey`]s: one 128-bit SipHash-1-3 with a per-process random key.
 pub struct KeyHasher {
-    state: RandomState,
-    salts: [u128; 2],
+    keys: (u64, u64),
 }
 
 impl Default for KeyHasher {
     fn default() -> Self {
         KeyHasher {
-            state: RandomState::new(),
-            salts: [rand::random(), rand::random()],
+            keys: (rand::random(), rand::random()),
         }
     }
 }
@@ -68,19 +65,50 @@ impl Default for KeyHasher {
 impl KeyHasher {
     /// The key for `secret` used as `kind`, optionally for one `workflow`.
     pub fn key(&self, kind: KeyKind, secret: &str, workflow: Option<&str>) -> CacheKey {
-        let half = |salt: u128| {
-            let mut h = self.state.build_hasher();
-            h.write_u128(salt);
-            h.write_u8(kind as u8);
-            h.write_usize(secret.len());
-            h.write(secret.as_bytes());
-            if let Some(workflow) = workflow {
-                h.write_usize(workflow.len());
-                h.write(workflow.as_bytes());
-            }
-            h.finish()
-        };
-        CacheKey((u128::from(half(self.salts[0])) << 64) | u128::from(half(self.salts[1])))
+        let mut h = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
+        h.write_u8(kind as u8);
+        h.write_usize(secret.len());
+        h.write(secret.as_bytes());
+        if let Some(workflow) = workflow {
+            h.write_usize(workflow.len());
+            h.write(workflow.as_bytes());
+        }
+        CacheKey(h.finish128().as_u128())
+    }
+}
+
+/// Hashes a [`CacheKey`] for a map: its low 64 bits as they are (it is a keyed hash
+/// already; hashing it again would buy nothing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheKeyHash;
+
+impl BuildHasher for CacheKeyHash {
+    type Hasher = CacheKeyHasher;
+
+    fn build_hasher(&self) -> CacheKeyHasher {
+        CacheKeyHasher(0)
+    }
+}
+
+/// The hasher of [`CacheKeyHash`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheKeyHasher(u64);
+
+impl Hasher for CacheKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `CacheKey`s are hashed here, through `write_u128`; anything else still
+        // gets a usable (if weak) hash.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= n as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

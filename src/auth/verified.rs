@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 
-use super::cache::{CacheKey, KeyHasher, KeyKind};
+use super::cache::{CacheKey, CacheKeyHash, KeyHasher, KeyKind};
 use super::Identity;
 
 /// How long a verification is reused.
@@ -27,7 +27,7 @@ pub const MAX_ENTRIES: usize = 10_000;
 pub struct Verified {
     hasher: KeyHasher,
     /// Identity, valid until, key-set generation.
-    entries: DashMap<CacheKey, (Identity, Instant, u64)>,
+    entries: DashMap<CacheKey, (Identity, Instant, u64), CacheKeyHash>,
 }
 
 impl Verified {

@@ -81,6 +81,24 @@ pub(crate) fn start<W: Write + Send + 'static>(
 }
 
 impl BatchWriter {
+    /// Adds one line to the batch, or counts it as dropped when the writer is
+    /// `limit` lines behind.
+    pub(crate) fn append(&self, line: &[u8]) {
+        let mut pending = self.shared.lock();
+        if pending.lines >= self.shared.limit {
+            drop(pending);
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let starts_batch = pending.bytes.is_empty();
+        pending.bytes.extend_from_slice(line);
+        pending.lines += 1;
+        drop(pending);
+        if starts_batch {
+            self.shared.started.notify_one();
+        }
+    }
+
     /// Lines dropped so far because the writer was `limit` lines behind.
     pub(crate) fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
@@ -130,19 +148,7 @@ impl Drop for BatchGuard {
 
 impl Write for BatchWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let mut pending = self.shared.lock();
-        if pending.lines >= self.shared.limit {
-            drop(pending);
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(line.len());
-        }
-        let starts_batch = pending.bytes.is_empty();
-        pending.bytes.extend_from_slice(line);
-        pending.lines += 1;
-        drop(pending);
-        if starts_batch {
-            self.shared.started.notify_one();
-        }
+        self.append(line);
         Ok(line.len())
     }
 

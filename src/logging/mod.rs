@@ -8,6 +8,7 @@
 //! wake-up. Should stdout fall behind by [`BUFFERED_LINES`], further lines are dropped
 //! rather than stalling requests, and counted ([`DroppedLines`]).
 
+pub(crate) mod access;
 mod batch;
 mod text;
 
@@ -85,7 +86,13 @@ pub fn init(config: &LogConfig) -> Result<LogOutput, String> {
         .with_writer(writer);
     let result = match config.format {
         LogFormat::Text if ansi => builder.try_init(),
-        LogFormat::Text => builder.event_format(text::Text).try_init(),
+        LogFormat::Text => {
+            let result = builder.event_format(text::Text).try_init();
+            if result.is_ok() {
+                access::write_directly(dropped.clone());
+            }
+            result
+        }
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     result.map_err(|e| e.to_string())?;

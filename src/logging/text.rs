@@ -43,7 +43,7 @@ where
 }
 
 /// A line buffer larger than this is not kept for the next line.
-const MAX_KEPT_LINE: usize = 4096;
+pub(super) const MAX_KEPT_LINE: usize = 4096;
 
 thread_local! {
     /// The line being formatted on this thread.
@@ -81,6 +81,28 @@ fn level(level: &Level) -> &'static str {
 thread_local! {
     /// The last second formatted on this thread, and its text.
     static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// Appends the timestamp of a line (see `write_timestamp`).
+pub(super) fn push_timestamp(out: &mut String, now: SystemTime) {
+    // Writing into a `String` does not fail.
+    let _ = write_timestamp(out, now);
+}
+
+/// Appends a string field's value as a line shows it: quoted as `{:?}` quotes it.
+pub(super) fn push_str_value(out: &mut String, value: &str) {
+    if plain(value) {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    } else {
+        let _ = write!(out, "{value:?}");
+    }
+}
+
+/// Appends a number field's value as a line shows it (see `write_f64`).
+pub(super) fn push_f64(out: &mut String, value: f64) {
+    let _ = write_f64(out, value);
 }
 
 /// RFC 3339 in UTC with microseconds: `2026-12-02T04:21:00.123456Z`.
@@ -202,18 +224,13 @@ fn write_f64(out: &mut String, value: f64) -> fmt::Result {
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         let bare = field.name() == "message";
-        self.put(field, |out| match (bare, plain(value)) {
-            (true, _) => {
+        self.put(field, |out| {
+            if bare {
                 out.push_str(value);
-                Ok(())
+            } else {
+                push_str_value(out, value);
             }
-            (false, true) => {
-                out.push('"');
-                out.push_str(value);
-                out.push('"');
-                Ok(())
-            }
-            (false, false) => write!(out, "{value:?}"),
+            Ok(())
         });
     }
 
@@ -252,7 +269,7 @@ impl Visit for Fields<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io;
     use std::sync::{Arc, Mutex, PoisonError};
     use std::time::Duration;
@@ -306,9 +323,9 @@ mod tests {
         }
     }
 
-    /// Collects what the subscriber writes.
+    /// Collects what a subscriber writes.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::logging) struct Captured(pub(in crate::logging) Arc<Mutex<Vec<u8>>>);
 
     impl io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

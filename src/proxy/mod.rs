@@ -23,6 +23,7 @@ use crate::auth::credentials::{self, Credential};
 use crate::auth::{limiter, Access, AuthError, Identity, Verifier};
 use crate::body::{empty, Body, BoxError};
 use crate::error::{ErrorContext, ProxyError};
+use crate::logging::access::AccessLine;
 use crate::metrics::{AuthResult, RequestKind};
 use crate::routes::Route;
 use crate::state::State;
@@ -149,19 +150,18 @@ pub(crate) async fn handle<B: ClientBody>(
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
     state.metrics.request(kind, status, elapsed);
-    tracing::info!(
-        target: "access",
-        request_id = id,
-        method = %method,
-        path = uri.path(),
+    AccessLine {
+        request_id: id,
+        method: method.as_str(),
+        path: uri.path(),
         status,
-        // Microsecond precision.
-        duration_ms = elapsed.as_micros() as f64 / 1000.0,
-        user = outcome.user.as_deref().unwrap_or("-"),
-        workflow = outcome.workflow.as_deref().unwrap_or("-"),
-        client = %headers::IpText::new(outcome.client.unwrap_or_else(|| client.ip())),
-        websocket = kind == RequestKind::WebSocket,
-    );
+        duration: elapsed,
+        user: outcome.user.as_deref().unwrap_or("-"),
+        workflow: outcome.workflow.as_deref().unwrap_or("-"),
+        client: outcome.client.unwrap_or_else(|| client.ip()),
+        websocket: kind == RequestKind::WebSocket,
+    }
+    .log();
     // After the scheduler's fields when they are kept as lines (see `RawFields`).
     match response.extensions_mut().get_mut::<upstream::RawFields>() {
         Some(raw) => raw.push(&X_REQUEST_ID, &request_id),

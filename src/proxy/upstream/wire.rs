@@ -211,40 +211,38 @@ pub(crate) fn parse_response_head(
     let fields = &*response.headers;
     // The framing is read off the raw fields; the hop-by-hop ones (RFC 9110 §7.6.1)
     // end here, as no header map is built for them.
-    let (framing, reusable) = response_framing(request_method, status, fields)?;
-    let keep_alive = reusable && framing != ResponseFraming::Close && persistent(version, fields);
+    let scan = Scan::of(fields);
+    let (framing, reusable) = response_framing(request_method, status, &scan)?;
+    let keep_alive = reusable && framing != ResponseFraming::Close && scan.persistent(version);
     // `Connection` seldom names a field of its own (`keep-alive` and `close` are
     // options): only then is each name compared with its list.
-    let lists_fields = items(fields, b"connection").any(names_another_field);
+    let lists_fields = scan.lists_fields;
     let kept = |name: &[u8]| !(is_hop_by_hop(name) || (lists_fields && listed(name, fields)));
     let raw_framing = match framing {
         ResponseFraming::Length(_) => true,
         ResponseFraming::Empty => *request_method == Method::HEAD,
         ResponseFraming::Chunked | ResponseFraming::Close => false,
     };
-    if raw_framing && !has(fields, b"location") && !repeats_apart(fields) {
+    if raw_framing && !scan.location && !scan.repeats_apart {
         let mut lines = Vec::with_capacity(len);
-        let (mut has_date, mut has_csp) = (false, false);
         for field in fields.iter().filter(|f| kept(f.name.as_bytes())) {
-            let name = field.name.as_bytes();
-            has_date |= name.eq_ignore_ascii_case(b"date");
-            has_csp |= name.eq_ignore_ascii_case(b"content-security-policy");
             let at = lines.len();
-            lines.extend_from_slice(name);
+            lines.extend_from_slice(field.name.as_bytes());
             lines[at..].make_ascii_lowercase();
             lines.extend_from_slice(b": ");
             lines.extend_from_slice(field.value);
             lines.extend_from_slice(b"\r\n");
         }
+        let raw = RawFields {
+            lines,
+            has_date: scan.date && kept(b"date"),
+            has_csp: scan.csp && kept(b"content-security-policy"),
+        };
         buf.advance(len);
         return Ok(Some(ResponseHead {
             status,
             headers: HeaderMap::new(),
-            raw: Some(RawFields {
-                lines,
-                has_date,
-                has_csp,
-            }),
+            raw: Some(raw),
             framing,
             keep_alive,
         }));
@@ -289,26 +287,141 @@ fn items<'a>(
         .filter(|item| !item.is_empty())
 }
 
-/// Whether a name comes twice with another field between (a map would put them
-/// together).
-fn repeats_apart(fields: &[httparse::Header<'_>]) -> bool {
-    let same = |a: &httparse::Header<'_>, b: &httparse::Header<'_>| {
-        a.name.len() == b.name.len() && a.name.eq_ignore_ascii_case(b.name)
-    };
-    (1..fields.len()).any(|i| {
-        !same(&fields[i], &fields[i - 1]) && fields[..i - 1].iter().any(|e| same(e, &fields[i]))
-    })
-}
-
-fn has(fields: &[httparse::Header<'_>], name: &[u8]) -> bool {
-    fields
-        .iter()
-        .any(|f| f.name.as_bytes().eq_ignore_ascii_case(name))
-}
-
 /// Whether a `Connection` field lists `name` (then it is for this hop only).
 fn listed(name: &[u8], fields: &[httparse::Header<'_>]) -> bool {
     items(fields, b"connection").any(|listed| listed.eq_ignore_ascii_case(name))
+}
+
+/// What one pass over a response's fields finds: all that the framing, the
+/// connection and the choice between lines and a map depend on.
+#[derive(Debug)]
+struct Scan {
+    /// There is a `Transfer-Encoding` field.
+    transfer_encoding: bool,
+    /// The last transfer coding is `chunked`.
+    chunked: bool,
+    /// There is a `Content-Length` field.
+    has_length: bool,
+    /// Its value, or why it is unusable (reported only where the length counts).
+    length: Result<Option<u64>, &'static str>,
+    /// `Connection` has `close`.
+    close: bool,
+    /// `Connection` has `keep-alive`.
+    keep_alive: bool,
+    /// `Connection` names a field besides the hop-by-hop ones.
+    lists_fields: bool,
+    /// There is a `Location` field.
+    location: bool,
+    /// There is a `Date` field.
+    date: bool,
+    /// There is a `Content-Security-Policy` field.
+    csp: bool,
+    /// A name comes twice with another field between (a map would put them
+    /// together).
+    repeats_apart: bool,
+}
+
+impl Scan {
+    fn of(fields: &[httparse::Header<'_>]) -> Scan {
+        let mut scan = Scan {
+            transfer_encoding: false,
+            chunked: false,
+            has_length: false,
+            length: Ok(None),
+            close: false,
+            keep_alive: false,
+            lists_fields: false,
+            location: false,
+            date: false,
+            csp: false,
+            repeats_apart: false,
+        };
+        // One bit per name, by its length and ends: a bit seen before sends the name
+        // to the exact comparison with the fields before it.
+        let mut seen = 0u64;
+        for (i, field) in fields.iter().enumerate() {
+            let name = field.name.as_bytes();
+            let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+            match name.len() {
+                17 if is(b"transfer-encoding") => {
+                    scan.transfer_encoding = true;
+                    if let Some(last) = list(field.value).last() {
+                        scan.chunked = last.eq_ignore_ascii_case(b"chunked");
+                    }
+                }
+                14 if is(b"content-length") => {
+                    scan.has_length = true;
+                    scan.add_length(field.value);
+                }
+                10 if is(b"connection") => {
+                    for option in list(field.value) {
+                        if option.eq_ignore_ascii_case(b"close") {
+                            scan.close = true;
+                        } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                            scan.keep_alive = true;
+                        } else if names_another_field(option) {
+                            scan.lists_fields = true;
+                        }
+                    }
+                }
+                8 if is(b"location") => scan.location = true,
+                4 if is(b"date") => scan.date = true,
+                23 if is(b"content-security-policy") => scan.csp = true,
+                _ => {}
+            }
+            let (Some(first), Some(last)) = (name.first(), name.last()) else {
+                continue;
+            };
+            let bit = 1u64
+                << ((name.len() + 7 * usize::from(first | 0x20) + 13 * usize::from(last | 0x20))
+                    % 64);
+            if seen & bit != 0 && i >= 2 && !same_name(name, &fields[i - 1]) {
+                scan.repeats_apart |= fields[..i - 1].iter().any(|f| same_name(name, f));
+            }
+            seen |= bit;
+        }
+        scan
+    }
+
+    /// Takes in one `Content-Length` field's value (a list of equal numbers).
+    fn add_length(&mut self, value: &[u8]) {
+        let Ok(seen) = self.length else { return };
+        let mut seen = seen;
+        for item in value.split(|&b| b == b',') {
+            let Some(n) = parse_decimal(item.trim_ascii()) else {
+                self.length = Err("invalid content-length");
+                return;
+            };
+            if seen.is_some_and(|seen| seen != n) {
+                self.length = Err("conflicting content-length");
+                return;
+            }
+            seen = Some(n);
+        }
+        self.length = Ok(seen);
+    }
+
+    /// HTTP/1.1 connections persist unless `Connection: close`; HTTP/1.0 ones only
+    /// with `Connection: keep-alive` (RFC 9112 §9.3).
+    fn persistent(&self, version: Version) -> bool {
+        if version == Version::HTTP_11 {
+            !self.close
+        } else {
+            self.keep_alive
+        }
+    }
+}
+
+fn same_name(name: &[u8], field: &httparse::Header<'_>) -> bool {
+    field.name.len() == name.len() && field.name.as_bytes().eq_ignore_ascii_case(name)
+}
+
+/// The trimmed, non-empty items of a comma-separated field value.
+fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|item| !item.is_empty())
 }
 
 /// The body's framing, and whether the framing leaves the connection reusable
@@ -317,7 +430,7 @@ fn listed(name: &[u8], fields: &[httparse::Header<'_>]) -> bool {
 fn response_framing(
     method: &Method,
     status: StatusCode,
-    fields: &[httparse::Header<'_>],
+    scan: &Scan,
 ) -> Result<(ResponseFraming, bool), UpstreamFailure> {
     if *method == Method::HEAD
         || status.is_informational()
@@ -326,30 +439,15 @@ fn response_framing(
     {
         return Ok((ResponseFraming::Empty, true));
     }
-    if has(fields, b"transfer-encoding") {
-        let last = items(fields, b"transfer-encoding").last();
-        let framing = if last.is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked")) {
+    if scan.transfer_encoding {
+        let framing = if scan.chunked {
             ResponseFraming::Chunked
         } else {
             ResponseFraming::Close
         };
-        return Ok((framing, !has(fields, b"content-length")));
+        return Ok((framing, !scan.has_length));
     }
-    let mut length = None;
-    for field in fields
-        .iter()
-        .filter(|f| f.name.as_bytes().eq_ignore_ascii_case(b"content-length"))
-    {
-        for item in field.value.split(|&b| b == b',') {
-            let n = parse_decimal(item.trim_ascii())
-                .ok_or(UpstreamFailure::Protocol("invalid content-length"))?;
-            if length.is_some_and(|seen| seen != n) {
-                return Err(UpstreamFailure::Protocol("conflicting content-length"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
+    Ok(match scan.length.map_err(UpstreamFailure::Protocol)? {
         Some(0) => (ResponseFraming::Empty, true),
         Some(n) => (ResponseFraming::Length(n), true),
         None => (ResponseFraming::Close, false),
@@ -364,17 +462,6 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     digits.iter().try_fold(0u64, |n, &d| {
         d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
     })
-}
-
-/// HTTP/1.1 connections persist unless `Connection: close`; HTTP/1.0 ones only with
-/// `Connection: keep-alive` (RFC 9112 §9.3).
-fn persistent(version: Version, fields: &[httparse::Header<'_>]) -> bool {
-    let mut options = items(fields, b"connection");
-    if version == Version::HTTP_11 {
-        !options.any(|t| t.eq_ignore_ascii_case(b"close"))
-    } else {
-        options.any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
-    }
 }
 
 #[cfg(test)]

@@ -311,3 +311,65 @@ fn fields_go_in_a_map_when_lines_would_not_be_what_hyper_writes() {
     let head = parsed("HTTP/1.1 200 OK\r\nX-A: 1\r\nX-A: 2\r\nContent-Security-Policy: x\r\nContent-Length: 9\r\n\r\n", &Method::HEAD);
     assert!(head.raw.is_some_and(|raw| raw.has_csp && !raw.has_date));
 }
+
+#[test]
+fn a_name_repeated_apart_is_found_whatever_its_case_and_place() {
+    // Every arrangement of up to six fields drawn from four names sharing a first
+    // letter: the scan agrees with the definition, "a name comes again after another
+    // name", case aside.
+    let names = ["x-a", "X-B", "x-ab", "X-A"];
+    for n in 1..=6u32 {
+        for code in 0..4usize.pow(n) {
+            let picked: Vec<&str> = (0..n).map(|i| names[code / 4usize.pow(i) % 4]).collect();
+            let text: String = picked.iter().map(|name| format!("{name}: v\r\n")).collect();
+            let text = format!("HTTP/1.1 200 OK\r\n{text}Content-Length: 0\r\n\r\n");
+            let mut slots = [httparse::EMPTY_HEADER; 16];
+            let mut response = httparse::Response::new(&mut slots);
+            response.parse(text.as_bytes()).expect("valid head");
+            let expected = (1..picked.len()).any(|i| {
+                !picked[i].eq_ignore_ascii_case(picked[i - 1])
+                    && picked[..i - 1]
+                        .iter()
+                        .any(|e| e.eq_ignore_ascii_case(picked[i]))
+            });
+            assert_eq!(
+                Scan::of(response.headers).repeats_apart,
+                expected,
+                "{picked:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bad_length_matters_only_where_the_length_is_read() {
+    let bad = "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n";
+    assert_eq!(
+        parse(bad, &Method::GET).err(),
+        Some(UpstreamFailure::Protocol("conflicting content-length"))
+    );
+    let head = parsed(bad, &Method::HEAD);
+    assert_eq!(head.framing, ResponseFraming::Empty);
+    let bad = "HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(parsed(bad, &Method::GET).framing, ResponseFraming::Chunked);
+    assert_eq!(
+        parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            &Method::GET
+        )
+        .err(),
+        Some(UpstreamFailure::Protocol("invalid content-length"))
+    );
+}
+
+#[test]
+fn a_field_that_connection_names_is_neither_kept_nor_counted() {
+    let head = parsed(
+        "HTTP/1.1 200 OK\r\nConnection: Date, content-security-policy\r\nDate: x\r\n\
+         Content-Security-Policy: y\r\nContent-Length: 1\r\n\r\n",
+        &Method::GET,
+    );
+    let raw = head.raw.expect("kept as lines");
+    assert_eq!(raw.lines, b"content-length: 1\r\n");
+    assert!(!raw.has_date && !raw.has_csp);
+}
