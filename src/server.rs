@@ -190,6 +190,9 @@ pub(crate) async fn serve<H, F>(
     H: Fn(Request<RequestBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    // This thread's own token: its connections wait on it without sharing a lock
+    // with every other thread's (cancelling `stop` cancels it).
+    let stop = stop.child_token();
     let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {

@@ -329,3 +329,37 @@ async fn an_idle_client_is_dropped_at_the_keep_alive_timeout_and_a_silent_one_at
         answered.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_connection_outlives_its_first_head_deadline_and_closes_a_keep_alive_after_its_last_request(
+) {
+    let up = HttpUpstream::start(reply).await;
+    let gw = start(
+        config(&up.url(), true)
+            .server("header_read_timeout", "300ms")
+            .server("http1_keep_alive_timeout", "600ms"),
+    )
+    .await;
+    let bearer = format!("Authorization: Bearer {}", gw.token(OWNER));
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: gw\r\n{bearer}\r\n\r\n",
+        dash("/len")
+    );
+    let mut conn = TcpStream::connect(gw.public).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    // Requests 250 ms apart, until well past the first head's deadline (300 ms).
+    for _ in 0..4 {
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let n = timeout(STEP, conn.read(&mut buf)).await.unwrap().unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let answered = std::time::Instant::now() - Duration::from_millis(250);
+    let read = timeout(Duration::from_secs(5), conn.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_millis(550) && idle < Duration::from_millis(1500),
+        "{idle:?}"
+    );
+}

@@ -294,31 +294,45 @@ pub fn strip_request_credentials(headers: &mut HeaderMap, gateway_cookie: &str) 
     if !touched {
         return;
     }
+    // Nearly always one `Cookie` field: replaced (or removed) in place.
+    let mut values = headers.get_all(COOKIE).iter();
+    if let (Some(only), None) = (values.next(), values.next()) {
+        match other_cookies(only.as_bytes(), secret) {
+            Some(kept) => headers.insert(COOKIE, kept),
+            None => headers.remove(COOKIE),
+        };
+        return;
+    }
     let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
         http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
         http::header::Entry::Vacant(_) => return,
     };
     for header in old {
-        // The other cookies, joined with "; " (nothing is allocated when none is left).
-        let mut kept: Vec<u8> = Vec::new();
-        for piece in pieces(header.as_bytes()) {
-            let piece = piece.trim_ascii();
-            if piece.is_empty() || cookie_pairs(piece).any(|(n, _)| secret(n)) {
-                continue;
-            }
-            if !kept.is_empty() {
-                kept.extend_from_slice(b"; ");
-            }
-            kept.extend_from_slice(piece);
-        }
-        if kept.is_empty() {
-            continue;
-        }
-        // The pieces come from a valid header value, so joining them stays valid.
-        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)) {
-            headers.append(COOKIE, value);
+        if let Some(kept) = other_cookies(header.as_bytes(), secret) {
+            headers.append(COOKIE, kept);
         }
     }
+}
+
+/// The cookies of a `Cookie` value whose names are not `secret`, joined with "; ";
+/// `None` when none is left.
+fn other_cookies(value: &[u8], secret: impl Fn(&[u8]) -> bool) -> Option<HeaderValue> {
+    let mut kept: Vec<u8> = Vec::new();
+    for piece in pieces(value) {
+        let piece = piece.trim_ascii();
+        if piece.is_empty() || cookie_pairs(piece).any(|(n, _)| secret(n)) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(piece);
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    // The pieces come from a valid header value, so joining them stays valid.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)).ok()
 }
 
 /// RFC 6265 §4.1.1 `cookie-octet`.

@@ -204,7 +204,7 @@ impl JwtVerifier {
             .checked_add(Duration::from_secs(exp))
             .ok_or(AuthError::Invalid("bad claim format"))?;
         Ok(Identity {
-            user,
+            user: user.into(),
             expires_at: Some(expires_at),
             verifier: Verifier::Jwt,
         })

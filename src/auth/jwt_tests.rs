@@ -51,7 +51,7 @@ fn verify(c: &JwtConfig, token: &str) -> Result<Identity, AuthError> {
     }
 }
 fn user(c: &JwtConfig, token: &str) -> Result<String, AuthError> {
-    verify(c, token).map(|id| id.user)
+    verify(c, token).map(|id| id.user.to_string())
 }
 
 #[test]
@@ -227,7 +227,7 @@ fn mint_round_trips() {
     c.audience = Some(vec!["dask".into()]);
     let token = mint(&c, "alice", Duration::from_secs(600)).expect("mint");
     let id = verify(&c, &token).expect("valid");
-    assert_eq!(id.user, "alice");
+    assert_eq!(&*id.user, "alice");
     let left = id
         .expires_at
         .and_then(|t| t.duration_since(SystemTime::now()).ok());

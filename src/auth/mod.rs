@@ -14,6 +14,7 @@ pub mod limiter;
 pub mod reana;
 pub mod verified;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::{AuthConfig, ConfigError};
@@ -36,7 +37,7 @@ pub enum Verifier {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The user id (REANA user UUID, or the JWT's `user_claim`).
-    pub user: String,
+    pub user: Arc<str>,
     /// When the credential stops being valid (a JWT's `exp`), if known.
     pub expires_at: Option<SystemTime>,
     /// Who vouched for the credential (an introspected one is re-checked later).
@@ -122,7 +123,7 @@ impl Authenticator {
                 // state, which would otherwise be part of every request's future.
                 let user = Box::pin(reana.identify(cred)).await?;
                 Ok(Identity {
-                    user: user.to_string(),
+                    user,
                     expires_at: None,
                     verifier: Verifier::Reana,
                 })
@@ -141,7 +142,7 @@ impl Authenticator {
         credential: &Credential,
         route: &Route,
     ) -> Result<Access, AuthError> {
-        if identity.user == route.owner {
+        if *identity.user == *route.owner {
             return Ok(Access::Owner);
         }
         let Via::Reana(reana, cred) = self.via(credential) else {
@@ -255,7 +256,7 @@ mod tests {
             jwt::mint(jwt_cfg(&auth), "alice", std::time::Duration::from_secs(60)).expect("mint");
         let cred = Credential::new(CredentialSource::Bearer, token);
         let id = a.authenticate(&cred).await.expect("valid");
-        assert_eq!((id.user.as_str(), id.verifier), ("alice", Verifier::Jwt));
+        assert_eq!((&*id.user, id.verifier), ("alice", Verifier::Jwt));
         assert_eq!(
             a.authorize(&id, &cred, &route("alice")).await,
             Ok(Access::Owner)

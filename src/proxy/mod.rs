@@ -68,7 +68,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// What the access log says about a request beyond method, path and status.
 #[derive(Debug, Default)]
 struct Outcome {
-    user: Option<String>,
+    user: Option<Arc<str>>,
     workflow: Option<String>,
     client: Option<IpAddr>,
 }

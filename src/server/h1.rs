@@ -94,6 +94,11 @@ where
     let mut fields = Vec::with_capacity(32);
     // Registered once for the connection, not once per request.
     let mut stopping = pin!(stop.cancelled());
+    // When the connection closes unless a request head arrives. The timer is not
+    // moved later with each request (`armed` stays): when it fires before
+    // `idle_until`, it is set again.
+    let mut idle_until = first_head_by;
+    let mut armed = first_head_by;
     let mut deadline = pin!(tokio::time::sleep_until(first_head_by));
     loop {
         let head = loop {
@@ -114,7 +119,13 @@ where
                     Ok(0) | Err(_) => return Ended::Closed,
                     Ok(_) => {}
                 },
-                () = &mut deadline => return Ended::Closed,
+                () = &mut deadline => {
+                    if Instant::now() >= idle_until {
+                        return Ended::Closed;
+                    }
+                    armed = idle_until;
+                    deadline.as_mut().reset(armed);
+                }
                 () = &mut stopping, if buf.is_empty() => return Ended::Closed,
             }
         };
@@ -133,9 +144,11 @@ where
                 return Ended::Closed;
             }
         }
-        deadline
-            .as_mut()
-            .reset(Instant::now() + settings.http1_keep_alive_timeout);
+        idle_until = Instant::now() + settings.http1_keep_alive_timeout;
+        if idle_until < armed {
+            armed = idle_until;
+            deadline.as_mut().reset(armed);
+        }
     }
 }
 

@@ -144,7 +144,7 @@ async fn ten_thousand_bad_tokens_leave_the_cache_bounded() {
         .await
         .expect("in time")
         .expect("owner");
-    assert_eq!(id.user, OWNER);
+    assert_eq!(&*id.user, OWNER);
     let flood = futures_util::stream::iter(0..10_000)
         .map(|i| {
             let a = &a;

@@ -224,15 +224,7 @@ pub(crate) fn parse_response_head(
         ResponseFraming::Chunked | ResponseFraming::Close => false,
     };
     if raw_framing && !scan.location && !scan.repeats_apart {
-        let mut lines = Vec::with_capacity(len);
-        for field in fields.iter().filter(|f| kept(f.name.as_bytes())) {
-            let at = lines.len();
-            lines.extend_from_slice(field.name.as_bytes());
-            lines[at..].make_ascii_lowercase();
-            lines.extend_from_slice(b": ");
-            lines.extend_from_slice(field.value);
-            lines.extend_from_slice(b"\r\n");
-        }
+        let lines = field_lines(&buf[..len], fields, kept);
         let raw = RawFields {
             lines,
             has_date: scan.date && kept(b"date"),
@@ -290,6 +282,51 @@ fn items<'a>(
 /// Whether a `Connection` field lists `name` (then it is for this hop only).
 fn listed(name: &[u8], fields: &[httparse::Header<'_>]) -> bool {
     items(fields, b"connection").any(|listed| listed.eq_ignore_ascii_case(name))
+}
+
+/// The `name: value\r\n` lines of the `kept` fields, names in lower case. Fields
+/// that already stand in `head` so, one after the other, are copied in one piece.
+fn field_lines(
+    head: &[u8],
+    fields: &[httparse::Header<'_>],
+    kept: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let mut lines = Vec::with_capacity(head.len());
+    let base = head.as_ptr() as usize;
+    // The run of lines waiting to be copied from `head`.
+    let mut run = 0..0;
+    for field in fields.iter().filter(|f| kept(f.name.as_bytes())) {
+        let (name, value) = (field.name.as_bytes(), field.value);
+        let name_at = name.as_ptr() as usize - base;
+        let value_at = value.as_ptr() as usize - base;
+        let end = value_at + value.len();
+        let as_written = value_at == name_at + name.len() + 2
+            && head.get(name_at + name.len()..value_at) == Some(b": ")
+            && head.get(end..end + 2) == Some(b"\r\n");
+        if as_written && run.end == name_at {
+            run.end = end + 2;
+            continue;
+        }
+        lines.extend_from_slice(&head[run]);
+        if as_written {
+            run = name_at..end + 2;
+        } else {
+            run = 0..0;
+            lines.extend_from_slice(name);
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value);
+            lines.extend_from_slice(b"\r\n");
+        }
+    }
+    lines.extend_from_slice(&head[run]);
+    // Every kept field took `name: value\r\n`, in order: its name starts at `at`.
+    let mut at = 0;
+    for field in fields.iter().filter(|f| kept(f.name.as_bytes())) {
+        let name_len = field.name.len();
+        lines[at..at + name_len].make_ascii_lowercase();
+        at += name_len + 2 + field.value.len() + 2;
+    }
+    lines
 }
 
 /// What one pass over a response's fields finds: all that the framing, the

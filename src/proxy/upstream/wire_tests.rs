@@ -373,3 +373,18 @@ fn a_field_that_connection_names_is_neither_kept_nor_counted() {
     assert_eq!(raw.lines, b"content-length: 1\r\n");
     assert!(!raw.has_date && !raw.has_csp);
 }
+
+#[test]
+fn lines_are_the_same_whatever_the_spacing_of_the_scheduler() {
+    let head = parsed(
+        "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Type:text/plain\r\nX-A:   v  \r\nKeep-Alive: 5\r\n\
+         ETag: \"e\"\r\nX-B: 1\r\nConnection: keep-alive\r\nCONTENT-LENGTH: 3\r\n\r\nabc",
+        &Method::GET,
+    );
+    let raw = head.raw.expect("kept as lines");
+    assert_eq!(
+        std::str::from_utf8(&raw.lines).unwrap(),
+        "server: x\r\ncontent-type: text/plain\r\nx-a: v\r\netag: \"e\"\r\nx-b: 1\r\n\
+         content-length: 3\r\n"
+    );
+}
