@@ -224,7 +224,15 @@ pub(crate) fn parse_response_head(
         ResponseFraming::Chunked | ResponseFraming::Close => false,
     };
     if raw_framing && !scan.location && !scan.repeats_apart {
-        let lines = field_lines(&buf[..len], fields, kept);
+        let mut lines = Vec::with_capacity(len);
+        for field in fields.iter().filter(|f| kept(f.name.as_bytes())) {
+            let at = lines.len();
+            lines.extend_from_slice(field.name.as_bytes());
+            lines[at..].make_ascii_lowercase();
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(field.value);
+            lines.extend_from_slice(b"\r\n");
+        }
         let raw = RawFields {
             lines,
             has_date: scan.date && kept(b"date"),
@@ -284,54 +292,9 @@ fn listed(name: &[u8], fields: &[httparse::Header<'_>]) -> bool {
     items(fields, b"connection").any(|listed| listed.eq_ignore_ascii_case(name))
 }
 
-/// The `name: value\r\n` lines of the `kept` fields, names in lower case. Fields
-/// that already stand in `head` so, one after the other, are copied in one piece.
-fn field_lines(
-    head: &[u8],
-    fields: &[httparse::Header<'_>],
-    kept: impl Fn(&[u8]) -> bool,
-) -> Vec<u8> {
-    let mut lines = Vec::with_capacity(head.len());
-    let base = head.as_ptr() as usize;
-    // The run of lines waiting to be copied from `head`.
-    let mut run = 0..0;
-    for field in fields.iter().filter(|f| kept(f.name.as_bytes())) {
-        let (name, value) = (field.name.as_bytes(), field.value);
-        let name_at = name.as_ptr() as usize - base;
-        let value_at = value.as_ptr() as usize - base;
-        let end = value_at + value.len();
-        let as_written = value_at == name_at + name.len() + 2
-            && head.get(name_at + name.len()..value_at) == Some(b": ")
-            && head.get(end..end + 2) == Some(b"\r\n");
-        if as_written && run.end == name_at {
-            run.end = end + 2;
-            continue;
-        }
-        lines.extend_from_slice(&head[run]);
-        if as_written {
-            run = name_at..end + 2;
-        } else {
-            run = 0..0;
-            lines.extend_from_slice(name);
-            lines.extend_from_slice(b": ");
-            lines.extend_from_slice(value);
-            lines.extend_from_slice(b"\r\n");
-        }
-    }
-    lines.extend_from_slice(&head[run]);
-    // Every kept field took `name: value\r\n`, in order: its name starts at `at`.
-    let mut at = 0;
-    for field in fields.iter().filter(|f| kept(f.name.as_bytes())) {
-        let name_len = field.name.len();
-        lines[at..at + name_len].make_ascii_lowercase();
-        at += name_len + 2 + field.value.len() + 2;
-    }
-    lines
-}
-
 /// What one pass over a response's fields finds: all that the framing, the
 /// connection and the choice between lines and a map depend on.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Scan {
     /// There is a `Transfer-Encoding` field.
     transfer_encoding: bool,
@@ -339,8 +302,10 @@ struct Scan {
     chunked: bool,
     /// There is a `Content-Length` field.
     has_length: bool,
-    /// Its value, or why it is unusable (reported only where the length counts).
-    length: Result<Option<u64>, &'static str>,
+    /// Its value.
+    length: Option<u64>,
+    /// Why it is unusable (reported only where the length counts).
+    bad_length: Option<&'static str>,
     /// `Connection` has `close`.
     close: bool,
     /// `Connection` has `keep-alive`.
@@ -360,19 +325,7 @@ struct Scan {
 
 impl Scan {
     fn of(fields: &[httparse::Header<'_>]) -> Scan {
-        let mut scan = Scan {
-            transfer_encoding: false,
-            chunked: false,
-            has_length: false,
-            length: Ok(None),
-            close: false,
-            keep_alive: false,
-            lists_fields: false,
-            location: false,
-            date: false,
-            csp: false,
-            repeats_apart: false,
-        };
+        let mut scan = Scan::default();
         // One bit per name, by its length and ends: a bit seen before sends the name
         // to the exact comparison with the fields before it.
         let mut seen = 0u64;
@@ -422,20 +375,20 @@ impl Scan {
 
     /// Takes in one `Content-Length` field's value (a list of equal numbers).
     fn add_length(&mut self, value: &[u8]) {
-        let Ok(seen) = self.length else { return };
-        let mut seen = seen;
+        if self.bad_length.is_some() {
+            return;
+        }
         for item in value.split(|&b| b == b',') {
             let Some(n) = parse_decimal(item.trim_ascii()) else {
-                self.length = Err("invalid content-length");
+                self.bad_length = Some("invalid content-length");
                 return;
             };
-            if seen.is_some_and(|seen| seen != n) {
-                self.length = Err("conflicting content-length");
+            if self.length.is_some_and(|seen| seen != n) {
+                self.bad_length = Some("conflicting content-length");
                 return;
             }
-            seen = Some(n);
+            self.length = Some(n);
         }
-        self.length = Ok(seen);
     }
 
     /// HTTP/1.1 connections persist unless `Connection: close`; HTTP/1.0 ones only
@@ -484,7 +437,10 @@ fn response_framing(
         };
         return Ok((framing, !scan.has_length));
     }
-    Ok(match scan.length.map_err(UpstreamFailure::Protocol)? {
+    if let Some(why) = scan.bad_length {
+        return Err(UpstreamFailure::Protocol(why));
+    }
+    Ok(match scan.length {
         Some(0) => (ResponseFraming::Empty, true),
         Some(n) => (ResponseFraming::Length(n), true),
         None => (ResponseFraming::Close, false),
