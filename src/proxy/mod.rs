@@ -67,9 +67,9 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What the access log says about a request beyond method, path and status.
 #[derive(Debug, Default)]
-struct Outcome {
+struct Outcome<'a> {
     user: Option<Arc<str>>,
-    workflow: Option<String>,
+    workflow: Option<&'a str>,
     client: Option<IpAddr>,
 }
 
@@ -134,7 +134,7 @@ pub(crate) async fn handle<B: ClientBody>(
         RequestKind::Http
     };
     let mut outcome = Outcome::default();
-    let result = dispatch(&state, req, client, kind, &request_id, &mut outcome).await;
+    let result = dispatch(&state, req, &uri, client, kind, &request_id, &mut outcome).await;
     let id = request_id.to_str().unwrap_or("-");
     let mut response = match result {
         Ok(response) => response,
@@ -157,7 +157,7 @@ pub(crate) async fn handle<B: ClientBody>(
         status,
         duration: elapsed,
         user: outcome.user.as_deref().unwrap_or("-"),
-        workflow: outcome.workflow.as_deref().unwrap_or("-"),
+        workflow: outcome.workflow.unwrap_or("-"),
         client: outcome.client.unwrap_or_else(|| client.ip()),
         websocket: kind == RequestKind::WebSocket,
     }
@@ -196,20 +196,22 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
-async fn dispatch<B: ClientBody>(
+/// `uri` is the request's (a clone sharing its bytes, which the route and the
+/// access line borrow from while the request itself moves on).
+async fn dispatch<'u, B: ClientBody>(
     state: &Arc<State>,
     req: Request<B>,
+    uri: &'u ::http::Uri,
     client: SocketAddr,
     kind: RequestKind,
     request_id: &HeaderValue,
-    outcome: &mut Outcome,
+    outcome: &mut Outcome<'u>,
 ) -> Result<Response<Body>, ProxyError> {
     if headers::header_bytes(req.headers()) > state.upstream.max_header_bytes {
         return Err(ProxyError::HeaderTooLarge);
     }
-    let target =
-        path::parse(req.uri().path(), state.reana_paths).map_err(|_| ProxyError::NotFound)?;
-    let query = req.uri().query();
+    let target = path::parse(uri.path(), state.reana_paths).map_err(|_| ProxyError::NotFound)?;
+    let query = uri.query();
     let (workflow, prefix, rest) = match target {
         Target::Bare { workflow, prefix } => {
             outcome.workflow = Some(workflow);
@@ -225,22 +227,22 @@ async fn dispatch<B: ClientBody>(
             rest,
         } => (workflow, prefix, rest),
     };
-    outcome.workflow = Some(workflow.clone());
+    outcome.workflow = Some(workflow);
     let websocket = kind == RequestKind::WebSocket;
     let Admitted {
         credential,
         identity,
         route,
-    } = admit(state, &req, client, &workflow, websocket, outcome).await?;
+    } = admit(state, &req, client, workflow, websocket, outcome).await?;
 
     let path_and_query = match query.and_then(credentials::strip_query) {
         Some(q) => format!("{rest}?{q}"),
-        None => rest,
+        None => rest.into_owned(),
     };
     let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
     if credential.from_query() && !websocket && is_read {
         let location = format!("{prefix}{path_and_query}");
-        if let Some(response) = cookie_redirect(state, &credential, &identity, &prefix, &location) {
+        if let Some(response) = cookie_redirect(state, &credential, &identity, prefix, &location) {
             return Ok(response);
         }
     }
@@ -249,7 +251,7 @@ async fn dispatch<B: ClientBody>(
         .then(|| recheck(state, credential, &identity, &route));
     let fwd = Forward {
         route: &route,
-        prefix: &prefix,
+        prefix,
         path_and_query,
         // Each hop appends its TCP peer: a reader applying the trusted-proxy rule to
         // the forwarded chain arrives at `client_ip`, as the limiter did.
@@ -283,7 +285,7 @@ async fn admit<B>(
     client: SocketAddr,
     workflow: &str,
     websocket: bool,
-    outcome: &mut Outcome,
+    outcome: &mut Outcome<'_>,
 ) -> Result<Admitted, ProxyError> {
     if websocket {
         check_origin(state, req)?;

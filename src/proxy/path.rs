@@ -23,28 +23,31 @@ pub fn valid_workflow_id(id: &str) -> bool {
 
 /// A request path the gateway serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+///
+/// Its parts borrow from the request path; only a remainder that needs normalising is
+/// a new string.
+pub enum Target<'a> {
     /// `/dashboard/<id>/<rest>` or (reana form) `/<id>/dashboard/<rest>`.
     Dashboard {
         /// The workflow id, as written in the path (always valid).
-        workflow: String,
+        workflow: &'a str,
         /// `/dashboard/<id>` or `/<id>/dashboard`, exactly as matched.
-        prefix: String,
+        prefix: &'a str,
         /// The normalised remainder: starts with `/`, no `//`, no `.`/`..` segments,
         /// original percent-encoding of each segment kept.
-        rest: String,
+        rest: Cow<'a, str>,
     },
     /// `/dashboard/<id>` or `/dashboard/<id>/` (and the reana forms): redirect to
     /// `<prefix>/status`.
     Bare {
         /// The workflow id, as written in the path (always valid).
-        workflow: String,
+        workflow: &'a str,
         /// `/dashboard/<id>` or `/<id>/dashboard`, exactly as matched.
-        prefix: String,
+        prefix: &'a str,
     },
 }
 
-impl Target {
+impl Target<'_> {
     /// The workflow id the path addresses.
     pub fn workflow(&self) -> &str {
         match self {
@@ -82,7 +85,7 @@ const DASHBOARD: &str = "dashboard";
 ///
 /// The remainder after the prefix is normalised (see [`Target::Dashboard`]); `..` never
 /// climbs above the prefix. A remainder that normalises to `/` is [`Target::Bare`].
-pub fn parse(path: &str, reana_paths: bool) -> Result<Target, PathError> {
+pub fn parse(path: &str, reana_paths: bool) -> Result<Target<'_>, PathError> {
     let after_root = path.strip_prefix('/').ok_or(PathError::NotDashboard)?;
     let (first, after_first) = split_segment(after_root);
     let second = after_first.map(|s| split_segment(s).0);
@@ -97,7 +100,6 @@ pub fn parse(path: &str, reana_paths: bool) -> Result<Target, PathError> {
     // Both forms are `/` + one segment + `/` + another: the prefix has the same length.
     let prefix_len = 1 + DASHBOARD.len() + 1 + workflow.len();
     let (prefix, raw_rest) = path.split_at(prefix_len);
-    let (workflow, prefix) = (workflow.to_owned(), prefix.to_owned());
     match normalise(raw_rest)? {
         rest if rest == "/" => Ok(Target::Bare { workflow, prefix }),
         rest => Ok(Target::Dashboard {
@@ -118,14 +120,14 @@ fn split_segment(s: &str) -> (&str, Option<&str>) {
 
 /// Normalises `raw` (empty or starting with `/`): collapses empty segments, drops `.`,
 /// resolves `..` without climbing above the root, keeps a trailing slash.
-fn normalise(raw: &str) -> Result<String, PathError> {
+fn normalise(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if raw.is_empty() {
-        return Ok("/".to_owned());
+        return Ok(Cow::Borrowed("/"));
     }
     if already_normal(raw.as_bytes()) {
-        return Ok(raw.to_owned());
+        return Ok(Cow::Borrowed(raw));
     }
-    normalise_segments(raw)
+    normalise_segments(raw).map(Cow::Owned)
 }
 
 /// [`normalise`] segment by segment.
@@ -504,12 +506,16 @@ mod tests {
                     fast += 1;
                     assert_eq!(normalise_segments(&raw), Ok(raw.clone()), "{raw}");
                 }
-                assert_eq!(normalise(&raw), normalise_segments(&raw), "{raw}");
+                assert_eq!(
+                    normalise(&raw).map(Cow::into_owned),
+                    normalise_segments(&raw),
+                    "{raw}"
+                );
             }
             paths = longer;
         }
         assert!(fast > 1000, "{fast}");
-        assert_eq!(normalise(""), Ok("/".to_owned()));
+        assert_eq!(normalise(""), Ok(Cow::Borrowed("/")));
     }
 }
 
