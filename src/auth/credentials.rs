@@ -7,6 +7,8 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, COOKIE, REFERER};
 use http::{HeaderMap, HeaderValue};
 
+use crate::proxy::headers::Survey;
+
 /// REANA's own session cookie.
 const REANA_SESSION_COOKIE: &str = "session";
 /// Query parameters that carry a credential.
@@ -281,8 +283,21 @@ fn strip_referer(headers: &mut HeaderMap) {
 /// Also removes `Authorization` entirely, and `access_token`/`token` parameters from
 /// `Referer`. Headers with nothing to remove stay as sent.
 pub fn strip_request_credentials(headers: &mut HeaderMap, gateway_cookie: &str) {
-    headers.remove(AUTHORIZATION);
-    strip_referer(headers);
+    strip_surveyed(headers, gateway_cookie, Survey::of(headers));
+}
+
+/// [`strip_request_credentials`] for fields already surveyed: no lookup for a field
+/// the survey did not see.
+pub(crate) fn strip_surveyed(headers: &mut HeaderMap, gateway_cookie: &str, survey: Survey) {
+    if survey.has(Survey::AUTHORIZATION) {
+        headers.remove(AUTHORIZATION);
+    }
+    if survey.has(Survey::REFERER) {
+        strip_referer(headers);
+    }
+    if !survey.has(Survey::COOKIE) {
+        return;
+    }
     let secret = |name: &[u8]| {
         !name.is_empty()
             && (name == gateway_cookie.as_bytes() || name == REANA_SESSION_COOKIE.as_bytes())

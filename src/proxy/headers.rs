@@ -40,6 +40,74 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// The longest request id taken from a client.
 const MAX_REQUEST_ID: usize = 128;
 
+/// Which of the fields the proxy reads or rewrites a request has, found in one pass
+/// over its names. A field the survey did not see is absent, and the helpers that
+/// take a survey skip their lookups for it: most requests carry none of the
+/// forwarding, hop-by-hop or credential fields but a cookie.
+///
+/// A survey holds while fields are only removed from its map (a set bit may then
+/// name a field that is gone, which costs a lookup and nothing else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Survey(u16);
+
+impl Survey {
+    /// `Connection`.
+    pub const CONNECTION: u16 = 1;
+    /// `Upgrade`.
+    pub const UPGRADE: u16 = 1 << 1;
+    /// Any of the always-removed hop-by-hop fields (`Connection` and `Upgrade` too).
+    pub const HOP_BY_HOP: u16 = 1 << 2;
+    /// `Accept`.
+    pub const ACCEPT: u16 = 1 << 3;
+    /// `Authorization`.
+    pub const AUTHORIZATION: u16 = 1 << 4;
+    /// `Cookie`.
+    pub const COOKIE: u16 = 1 << 5;
+    /// `Referer`.
+    pub const REFERER: u16 = 1 << 6;
+    /// `X-Forwarded-For`.
+    pub const FORWARDED_FOR: u16 = 1 << 7;
+    /// Any of the gateway's own fields ([`Added`]): the forwarding ones and `X-Request-Id`.
+    pub const ADDED: u16 = 1 << 8;
+    /// `X-Request-Id`.
+    pub const REQUEST_ID: u16 = 1 << 9;
+
+    /// The survey of `headers`.
+    pub fn of(headers: &HeaderMap) -> Survey {
+        Survey(
+            headers
+                .keys()
+                .fold(0, |bits, name| bits | Survey::bits(name)),
+        )
+    }
+
+    /// Whether a field of `bit` may be present.
+    pub fn has(self, bit: u16) -> bool {
+        self.0 & bit != 0
+    }
+
+    fn bits(name: &HeaderName) -> u16 {
+        // Names are lower case; most are told apart by their length alone.
+        let name = name.as_str();
+        let hop = Survey::HOP_BY_HOP;
+        match (name.len(), name) {
+            (6, "accept") => Survey::ACCEPT,
+            (6, "cookie") => Survey::COOKIE,
+            (7, "referer") => Survey::REFERER,
+            (7, "upgrade") => Survey::UPGRADE | hop,
+            (10, "connection") => Survey::CONNECTION | hop,
+            (13, "authorization") => Survey::AUTHORIZATION,
+            (12, "x-request-id") => Survey::REQUEST_ID | Survey::ADDED,
+            (15, "x-forwarded-for") => Survey::FORWARDED_FOR | Survey::ADDED,
+            (16, "x-forwarded-host") | (17, "x-forwarded-proto") | (18, "x-forwarded-prefix") => {
+                Survey::ADDED
+            }
+            _ if is_hop_by_hop(name.as_bytes()) => hop,
+            _ => 0,
+        }
+    }
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): Connection, Keep-Alive,
 /// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authenticate,
 /// Proxy-Authorization, and every header named in any Connection header's
@@ -163,6 +231,7 @@ const ADDED_NAMES: [HeaderName; 5] = [
 /// itself (RFC 9110 §7.2) is left untouched.
 pub(crate) fn added_fields(
     headers: &mut HeaderMap,
+    survey: Survey,
     client_ip: IpAddr,
     proto: &str,
     host: Option<&HeaderValue>,
@@ -170,9 +239,11 @@ pub(crate) fn added_fields(
     request_id: &HeaderValue,
 ) -> Added {
     let ip = IpText::new(client_ip);
-    let mut listed = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
+    let mut listed = survey
+        .has(Survey::FORWARDED_FOR)
+        .then(|| headers.get_all(&X_FORWARDED_FOR).iter())
+        .into_iter()
+        .flatten()
         .map(|value| value.as_bytes().trim_ascii())
         .filter(|value| !value.is_empty())
         .peekable();
@@ -195,9 +266,9 @@ pub(crate) fn added_fields(
         "https" => Ok(HeaderValue::from_static("https")),
         other => HeaderValue::from_str(other),
     };
-    // Most clients send none of them: one pass over the names instead of a removal
-    // (a hashed lookup) per name.
-    if headers.keys().any(|name| ADDED_NAMES.contains(name)) {
+    // Most clients send none of them: a removal (a hashed lookup) per name only
+    // when the survey saw one.
+    if survey.has(Survey::ADDED) {
         for name in &ADDED_NAMES {
             headers.remove(name);
         }
@@ -223,7 +294,8 @@ pub fn set_forwarded(
     prefix: &str,
     request_id: &HeaderValue,
 ) {
-    added_fields(headers, client_ip, proto, host, prefix, request_id).insert_into(headers);
+    let survey = Survey::of(headers);
+    added_fields(headers, survey, client_ip, proto, host, prefix, request_id).insert_into(headers);
 }
 
 /// The text of an address, as `Display` writes it, without the general formatting
@@ -401,6 +473,43 @@ mod tests {
             headers.append(name, HeaderValue::from_str(value).expect("value"));
         }
         headers
+    }
+
+    #[test]
+    fn a_survey_sees_each_field_it_names_and_nothing_else() {
+        let cases: &[(&str, u16)] = &[
+            ("Accept", Survey::ACCEPT),
+            ("cookie", Survey::COOKIE),
+            ("Referer", Survey::REFERER),
+            ("authorization", Survey::AUTHORIZATION),
+            ("Connection", Survey::CONNECTION | Survey::HOP_BY_HOP),
+            ("upgrade", Survey::UPGRADE | Survey::HOP_BY_HOP),
+            ("X-Request-Id", Survey::REQUEST_ID | Survey::ADDED),
+            ("x-forwarded-for", Survey::FORWARDED_FOR | Survey::ADDED),
+            ("X-Forwarded-Proto", Survey::ADDED),
+            ("x-forwarded-host", Survey::ADDED),
+            ("X-Forwarded-Prefix", Survey::ADDED),
+            ("host", 0),
+            ("user-agent", 0),
+            ("x-forwarded-port", 0),
+            ("acceptx", 0),
+        ];
+        for (name, bits) in cases {
+            let survey = Survey::of(&map(&[(name, "v")]));
+            for bit in (0..16).map(|i| 1u16 << i) {
+                assert_eq!(survey.has(bit), bits & bit != 0, "{name} {bit:#x}");
+            }
+        }
+        for hop in &HOP_BY_HOP {
+            let survey = Survey::of(&map(&[(hop.as_str(), "v")]));
+            assert!(survey.has(Survey::HOP_BY_HOP), "{hop}");
+        }
+        for added in &ADDED_NAMES {
+            assert!(Survey::of(&map(&[(added.as_str(), "v")])).has(Survey::ADDED));
+        }
+        let both = Survey::of(&map(&[("cookie", "a=b"), ("accept", "*/*"), ("host", "h")]));
+        assert!(both.has(Survey::COOKIE) && both.has(Survey::ACCEPT));
+        assert!(!both.has(Survey::AUTHORIZATION) && !both.has(Survey::HOP_BY_HOP));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use tokio::time::timeout;
 
-use super::headers::remove_hop_by_hop;
+use super::headers::{remove_hop_by_hop, Survey};
 use super::path::rewrite_location;
 use super::upstream::{Outgoing, RawFields, UpstreamFailure};
 use super::{ClientBody, Forward};
@@ -34,7 +34,9 @@ where
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    remove_hop_by_hop(&mut headers);
+    if fwd.survey.has(Survey::HOP_BY_HOP) {
+        remove_hop_by_hop(&mut headers);
+    }
     match &client_host {
         Some(host) => {
             headers.insert(HOST, host.clone());

@@ -83,6 +83,8 @@ pub(crate) struct Forward<'a> {
     proto: &'static str,
     request_id: &'a HeaderValue,
     cookie_name: &'a str,
+    /// The client's fields, surveyed before any was changed.
+    survey: headers::Survey,
     /// When the caller's credential expires (closes WebSockets).
     deadline: Option<tokio::time::Instant>,
     /// Periodic re-check of an introspected credential (closes WebSockets).
@@ -99,10 +101,11 @@ impl Forward<'_> {
     /// Removes credentials and the client's forwarding fields and request id from an
     /// upstream request; the gateway's own, to be written after the rest.
     fn added_fields(&self, headers: &mut HeaderMap) -> headers::Added {
-        credentials::strip_request_credentials(headers, self.cookie_name);
+        credentials::strip_surveyed(headers, self.cookie_name, self.survey);
         let host = headers.get(HOST).cloned();
         headers::added_fields(
             headers,
+            self.survey,
             self.client_ip,
             self.proto,
             host.as_ref(),
@@ -120,21 +123,35 @@ pub(crate) async fn handle<B: ClientBody>(
     client: SocketAddr,
 ) -> Response<Body> {
     let start = Instant::now();
-    let request_id = match headers::request_id(req.headers()) {
+    let survey = headers::Survey::of(req.headers());
+    let request_id = match survey
+        .has(headers::Survey::REQUEST_ID)
+        .then(|| headers::request_id(req.headers()))
+        .flatten()
+    {
         Some(id) => id.clone(),
         None => new_request_id(),
     };
     let method = req.method().clone();
     // The URI shares the request head's buffer: kept for the log without a copy.
     let uri = req.uri().clone();
-    let html = headers::wants_html(req.headers());
-    let kind = if headers::is_websocket_upgrade(req.method(), req.headers()) {
+    let html = survey.has(headers::Survey::ACCEPT) && headers::wants_html(req.headers());
+    let kind = if survey.has(headers::Survey::CONNECTION)
+        && survey.has(headers::Survey::UPGRADE)
+        && headers::is_websocket_upgrade(req.method(), req.headers())
+    {
         RequestKind::WebSocket
     } else {
         RequestKind::Http
     };
     let mut outcome = Outcome::default();
-    let result = dispatch(&state, req, &uri, client, kind, &request_id, &mut outcome).await;
+    let asked = Asked {
+        uri: &uri,
+        kind,
+        survey,
+        request_id: &request_id,
+    };
+    let result = dispatch(&state, req, asked, client, &mut outcome).await;
     let id = request_id.to_str().unwrap_or("-");
     let mut response = match result {
         Ok(response) => response,
@@ -196,17 +213,29 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
-/// `uri` is the request's (a clone sharing its bytes, which the route and the
-/// access line borrow from while the request itself moves on).
+/// What `handle` learnt of a request before dispatching it.
+struct Asked<'u> {
+    /// The request's URI (a clone sharing its bytes, which the route and the access
+    /// line borrow from while the request itself moves on).
+    uri: &'u ::http::Uri,
+    kind: RequestKind,
+    survey: headers::Survey,
+    request_id: &'u HeaderValue,
+}
+
 async fn dispatch<'u, B: ClientBody>(
     state: &Arc<State>,
     req: Request<B>,
-    uri: &'u ::http::Uri,
+    asked: Asked<'u>,
     client: SocketAddr,
-    kind: RequestKind,
-    request_id: &HeaderValue,
     outcome: &mut Outcome<'u>,
 ) -> Result<Response<Body>, ProxyError> {
+    let Asked {
+        uri,
+        kind,
+        survey,
+        request_id,
+    } = asked;
     if headers::header_bytes(req.headers()) > state.upstream.max_header_bytes {
         return Err(ProxyError::HeaderTooLarge);
     }
@@ -259,6 +288,7 @@ async fn dispatch<'u, B: ClientBody>(
         proto: if state.tls { "https" } else { "http" },
         request_id,
         cookie_name: &state.auth_config.cookie_name,
+        survey,
         deadline: identity.expires_at.map(deadline_instant),
         recheck,
     };
