@@ -92,8 +92,21 @@ pub fn extract(
     query: Option<&str>,
     gateway_cookie: &str,
 ) -> Option<Credential> {
-    if let Some(token) = headers.get_all(AUTHORIZATION).iter().find_map(bearer) {
-        return Some(Credential::new(CredentialSource::Bearer, token));
+    extract_surveyed(headers, Survey::of(headers), query, gateway_cookie)
+}
+
+/// [`extract`] for fields already surveyed: no lookup for a field the survey did not
+/// see.
+pub(crate) fn extract_surveyed(
+    headers: &HeaderMap,
+    survey: Survey,
+    query: Option<&str>,
+    gateway_cookie: &str,
+) -> Option<Credential> {
+    if survey.has(Survey::AUTHORIZATION) {
+        if let Some(token) = headers.get_all(AUTHORIZATION).iter().find_map(bearer) {
+            return Some(Credential::new(CredentialSource::Bearer, token));
+        }
     }
     if let Some(query) = query {
         let sources = [
@@ -107,6 +120,9 @@ pub fn extract(
                 return Some(Credential::new(source, value));
             }
         }
+    }
+    if !survey.has(Survey::COOKIE) {
+        return None;
     }
     let sources = [
         (gateway_cookie, CredentialSource::GatewayCookie),
@@ -302,26 +318,29 @@ pub(crate) fn strip_surveyed(headers: &mut HeaderMap, gateway_cookie: &str, surv
         !name.is_empty()
             && (name == gateway_cookie.as_bytes() || name == REANA_SESSION_COOKIE.as_bytes())
     };
-    let touched = headers
-        .get_all(COOKIE)
+    // One lookup: the entry is read, then rewritten in place.
+    let http::header::Entry::Occupied(mut cookies) = headers.entry(COOKIE) else {
+        return;
+    };
+    let touched = cookies
         .iter()
         .any(|h| cookie_pairs(h.as_bytes()).any(|(n, _)| secret(n)));
     if !touched {
         return;
     }
     // Nearly always one `Cookie` field: replaced (or removed) in place.
-    let mut values = headers.get_all(COOKIE).iter();
-    if let (Some(only), None) = (values.next(), values.next()) {
-        match other_cookies(only.as_bytes(), secret) {
-            Some(kept) => headers.insert(COOKIE, kept),
-            None => headers.remove(COOKIE),
-        };
+    if cookies.iter().nth(1).is_none() {
+        match other_cookies(cookies.get().as_bytes(), secret) {
+            Some(kept) => {
+                cookies.insert(kept);
+            }
+            None => {
+                cookies.remove();
+            }
+        }
         return;
     }
-    let old: Vec<HeaderValue> = match headers.entry(COOKIE) {
-        http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
-        http::header::Entry::Vacant(_) => return,
-    };
+    let old: Vec<HeaderValue> = cookies.remove_entry_mult().1.collect();
     for header in old {
         if let Some(kept) = other_cookies(header.as_bytes(), secret) {
             headers.append(COOKIE, kept);

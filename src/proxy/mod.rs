@@ -262,7 +262,7 @@ async fn dispatch<'u, B: ClientBody>(
         credential,
         identity,
         route,
-    } = admit(state, &req, client, workflow, websocket, outcome).await?;
+    } = admit(state, &req, survey, client, workflow, websocket, outcome).await?;
 
     let path_and_query = match query.and_then(credentials::strip_query) {
         Some(q) => format!("{rest}?{q}"),
@@ -312,6 +312,7 @@ struct Admitted {
 async fn admit<B>(
     state: &State,
     req: &Request<B>,
+    survey: headers::Survey,
     client: SocketAddr,
     workflow: &str,
     websocket: bool,
@@ -323,7 +324,8 @@ async fn admit<B>(
     let client_ip = limiter::client_addr(client.ip(), req.headers(), &state.trusted_proxies);
     outcome.client = Some(client_ip);
     let cookie_name = &state.auth_config.cookie_name;
-    let credential = credentials::extract(req.headers(), req.uri().query(), cookie_name);
+    let credential =
+        credentials::extract_surveyed(req.headers(), survey, req.uri().query(), cookie_name);
     let (credential, identity) = authenticate(state, credential, client_ip).await?;
     outcome.user = Some(identity.user.clone());
     let route = state
