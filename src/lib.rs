@@ -229,8 +229,8 @@ impl Gateway {
             None,
             settings,
             move |req, _peer| {
-                let response = admin_state.handle(&req);
-                async move { response }
+                let reply = proxy::Reply::from(admin_state.handle(&req));
+                async move { reply }
             },
             stop_admin.clone(),
             stop_admin.clone(),

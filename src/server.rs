@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Request;
 use prometheus_client::metrics::counter::Counter;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
@@ -22,8 +22,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::{Body, RequestBody};
+use crate::body::RequestBody;
 use crate::config::ServerConfig;
+use crate::proxy::Reply;
 
 /// Connection-level settings of a listener.
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +126,7 @@ impl Worker {
     ) -> io::Result<Worker>
     where
         H: Fn(Request<RequestBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-        F: Future<Output = Response<Body>> + Send + 'static,
+        F: Future<Output = Reply> + Send + 'static,
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -188,7 +189,7 @@ pub(crate) async fn serve<H, F>(
     handoffs: Counter,
 ) where
     H: Fn(Request<RequestBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output = Reply> + Send + 'static,
 {
     // This thread's own token: its connections wait on it without sharing a lock
     // with every other thread's (cancelling `stop` cancels it).

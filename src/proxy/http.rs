@@ -10,9 +10,9 @@ use tokio::time::timeout;
 
 use super::headers::{remove_hop_by_hop, Survey};
 use super::path::rewrite_location;
-use super::upstream::{Outgoing, RawFields, UpstreamFailure};
-use super::{ClientBody, Forward};
-use crate::body::{Body, BoxError};
+use super::upstream::{Outgoing, UpstreamFailure};
+use super::{ClientBody, Forward, Reply};
+use crate::body::BoxError;
 use crate::error::ProxyError;
 use crate::metrics::UpstreamError;
 use crate::state::State;
@@ -22,7 +22,7 @@ pub(crate) async fn forward<B>(
     state: &State,
     req: Request<B>,
     fwd: Forward<'_>,
-) -> Result<Response<Body>, ProxyError>
+) -> Result<Reply, ProxyError>
 where
     B: ClientBody,
 {
@@ -69,8 +69,8 @@ where
         state.client.send(&fwd.route.upstream, outgoing),
     )
     .await;
-    let response = match sent {
-        Ok(Ok(response)) => response,
+    let Reply { response, mut raw } = match sent {
+        Ok(Ok(reply)) => reply,
         Err(_) => {
             state.metrics.upstream_error(UpstreamError::Timeout);
             return Err(ProxyError::UpstreamTimeout);
@@ -93,7 +93,7 @@ where
     // Fields kept as lines (never with a Location) say themselves whether they hold
     // a policy, and the gateway's goes after them. Otherwise one lookup in the map;
     // a clone of the prepared value allocates nothing.
-    match parts.extensions.get_mut::<RawFields>() {
+    match &mut raw {
         Some(raw) => {
             if !raw.has_csp {
                 raw.push(&CONTENT_SECURITY_POLICY, &state.dashboard_csp);
@@ -106,7 +106,10 @@ where
                 .or_insert_with(|| state.dashboard_csp.clone());
         }
     }
-    Ok(Response::from_parts(parts, body))
+    Ok(Reply {
+        response: Response::from_parts(parts, body),
+        raw,
+    })
 }
 
 /// Counts and maps a request the scheduler did not answer.

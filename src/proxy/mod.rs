@@ -115,13 +115,43 @@ impl Forward<'_> {
     }
 }
 
+/// A response for the client. The scheduler client may keep the scheduler's header
+/// fields as lines (see `RawFields`): the gateway's HTTP/1.1 loop writes those as
+/// they are, hyper gets them in the map ([`Reply::into_response`]). Carried beside
+/// the response, not in its extensions, which would cost three allocations.
+pub(crate) struct Reply {
+    pub(crate) response: Response<Body>,
+    pub(crate) raw: Option<upstream::RawFields>,
+}
+
+impl From<Response<Body>> for Reply {
+    fn from(response: Response<Body>) -> Reply {
+        Reply {
+            response,
+            raw: None,
+        }
+    }
+}
+
+impl Reply {
+    /// The response with every header field in its map (for hyper).
+    pub(crate) fn into_response(self) -> Response<Body> {
+        let Reply { mut response, raw } = self;
+        if let Some(raw) = raw {
+            let rest = std::mem::take(response.headers_mut());
+            *response.headers_mut() = raw.into_map(rest);
+        }
+        response
+    }
+}
+
 /// Handles one request on the public listener. Never fails: every error is turned
 /// into a response here, counted, and logged once.
 pub(crate) async fn handle<B: ClientBody>(
     state: Arc<State>,
     req: Request<B>,
     client: SocketAddr,
-) -> Response<Body> {
+) -> Reply {
     let start = Instant::now();
     let survey = headers::Survey::of(req.headers());
     let request_id = match survey
@@ -153,19 +183,19 @@ pub(crate) async fn handle<B: ClientBody>(
     };
     let result = dispatch(&state, req, asked, client, &mut outcome).await;
     let id = request_id.to_str().unwrap_or("-");
-    let mut response = match result {
-        Ok(response) => response,
+    let mut reply = match result {
+        Ok(reply) => reply,
         Err(error) => {
             tracing::debug!(request_id = id, error = error.as_label(), "request refused");
             let ctx = ErrorContext {
                 html,
                 public_url: state.auth_config.public_url(),
             };
-            error.into_response(&ctx)
+            Reply::from(error.into_response(&ctx))
         }
     };
     let elapsed = start.elapsed();
-    let status = response.status().as_u16();
+    let status = reply.response.status().as_u16();
     state.metrics.request(kind, status, elapsed);
     AccessLine {
         request_id: id,
@@ -180,28 +210,20 @@ pub(crate) async fn handle<B: ClientBody>(
     }
     .log();
     // After the scheduler's fields when they are kept as lines (see `RawFields`).
-    match response.extensions_mut().get_mut::<upstream::RawFields>() {
+    match &mut reply.raw {
         Some(raw) => raw.push(&X_REQUEST_ID, &request_id),
         None => {
-            response
+            reply
+                .response
                 .headers_mut()
                 .insert(X_REQUEST_ID.clone(), request_id);
         }
     }
-    response
+    reply
 }
 
-/// A response for hyper: header fields the scheduler client kept as lines (for the
-/// gateway's HTTP/1.1 loop, which writes them as they are) moved into its map.
-pub(crate) fn fields_in_map(mut response: Response<Body>) -> Response<Body> {
-    if let Some(raw) = response.extensions_mut().remove::<upstream::RawFields>() {
-        let rest = std::mem::take(response.headers_mut());
-        *response.headers_mut() = raw.into_map(rest);
-    }
-    response
-}
-
-/// 32 random hexadecimal digits.
+/// 32 random hexadecimal digits. The value owns its digits behind a reference
+/// count: the copy for the scheduler's request allocates nothing.
 fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bits = rand::random::<u128>();
@@ -210,7 +232,8 @@ fn new_request_id() -> HeaderValue {
         *digit = HEX[(bits & 0xf) as usize];
         bits >>= 4;
     }
-    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    HeaderValue::from_maybe_shared(Bytes::from_owner(id))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// What `handle` learnt of a request before dispatching it.
@@ -229,7 +252,7 @@ async fn dispatch<'u, B: ClientBody>(
     asked: Asked<'u>,
     client: SocketAddr,
     outcome: &mut Outcome<'u>,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<Reply, ProxyError> {
     let Asked {
         uri,
         kind,
@@ -248,7 +271,7 @@ async fn dispatch<'u, B: ClientBody>(
                 Some(q) => format!("{prefix}/status?{q}"),
                 None => format!("{prefix}/status"),
             };
-            return Ok(redirect(StatusCode::FOUND, &location));
+            return Ok(redirect(StatusCode::FOUND, &location).into());
         }
         Target::Dashboard {
             workflow,
@@ -272,7 +295,7 @@ async fn dispatch<'u, B: ClientBody>(
     if credential.from_query() && !websocket && is_read {
         let location = format!("{prefix}{path_and_query}");
         if let Some(response) = cookie_redirect(state, &credential, &identity, prefix, &location) {
-            return Ok(response);
+            return Ok(response.into());
         }
     }
 
@@ -294,7 +317,9 @@ async fn dispatch<'u, B: ClientBody>(
     };
     if websocket {
         // Boxed: the handshake's state is large and most requests are not upgrades.
-        Box::pin(ws::forward(state, req, fwd)).await
+        Box::pin(ws::forward(state, req, fwd))
+            .await
+            .map(Reply::from)
     } else {
         http::forward(state, req, fwd).await
     }

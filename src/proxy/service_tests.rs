@@ -88,7 +88,7 @@ impl Upstream for Fake {
                             .headers_mut()
                             .append(name, http::HeaderValue::from_static(value));
                     }
-                    Ok(response)
+                    Ok(response.into())
                 }
                 Answer::Fail(failure) => Err(failure),
                 Answer::Hang => std::future::pending().await,
@@ -154,6 +154,7 @@ impl Harness {
         tokio::time::timeout(Duration::from_secs(10), handled)
             .await
             .expect("answered")
+            .into_response()
     }
 
     fn seen(&self) -> Vec<Seen> {

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::rewind::Rewind;
 use super::{h1, ConnSettings};
 use crate::body::{Body, RequestBody};
+use crate::proxy::Reply;
 
 /// What a connection's task, its service and its HTTP/2 streams share.
 struct ConnState {
@@ -106,12 +107,11 @@ struct ConnService<H> {
 impl<H, F> hyper::service::Service<Request<Incoming>> for ConnService<H>
 where
     H: Fn(Request<RequestBody>, SocketAddr) -> F,
-    F: Future<Output = Response<Body>>,
+    F: Future<Output = Reply>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future =
-        futures_util::future::Map<F, fn(Response<Body>) -> Result<Response<Body>, Infallible>>;
+    type Future = futures_util::future::Map<F, fn(Reply) -> Result<Response<Body>, Infallible>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.conn.started.store(true, Ordering::Relaxed);
@@ -121,8 +121,8 @@ where
 }
 
 /// The handler's response as hyper takes it: every header field in the map.
-fn for_hyper(response: Response<Body>) -> Result<Response<Body>, Infallible> {
-    Ok(crate::proxy::fields_in_map(response))
+fn for_hyper(reply: Reply) -> Result<Response<Body>, Infallible> {
+    Ok(reply.into_response())
 }
 
 fn builder(settings: &ConnSettings, executor: StreamExecutor) -> auto::Builder<StreamExecutor> {
@@ -168,7 +168,7 @@ pub(super) async fn serve<H, F>(
     ends: Ends,
 ) where
     H: Fn(Request<RequestBody>, SocketAddr) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output = Reply> + Send + 'static,
 {
     let accepted = Instant::now();
     // Until the first request head has arrived the connection lives on this budget

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,8 +28,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ConnSettings;
-use crate::body::{Body, RequestBody};
+use crate::body::RequestBody;
 use crate::proxy::upstream::RawFields;
+use crate::proxy::Reply;
 
 /// Most header fields in a request head (hyper's limit too).
 const MAX_HEADERS: usize = 100;
@@ -85,7 +86,7 @@ pub(super) async fn serve<H, F>(
 ) -> Ended
 where
     H: Fn(Request<RequestBody>, SocketAddr) -> F,
-    F: std::future::Future<Output = Response<Body>>,
+    F: std::future::Future<Output = Reply>,
 {
     // As hyper's read buffer: the handler answers 431 for heads above the exact limit.
     let limit = (settings.max_header_bytes + 16 * 1024).max(8192);
@@ -399,13 +400,13 @@ fn encode_head(
 /// Writes `response`; `Ok(true)` when the connection can carry another request.
 async fn write_response(
     stream: &mut TcpStream,
-    response: Response<Body>,
+    reply: Reply,
     head_only: bool,
     mut close: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
-    let (mut parts, mut body) = response.into_parts();
-    let raw = parts.extensions.remove::<RawFields>();
+    let Reply { response, raw } = reply;
+    let (parts, mut body) = response.into_parts();
     let length = if body.is_end_stream() {
         BodyLength::Empty
     } else {

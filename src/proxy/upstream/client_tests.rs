@@ -115,7 +115,8 @@ async fn send(
 ) -> Result<(u16, Bytes), UpstreamFailure> {
     let response = timeout(WAIT, client.send(addr, request))
         .await
-        .expect("in time")?;
+        .expect("in time")?
+        .into_response();
     let status = response.status().as_u16();
     let body = timeout(WAIT, response.into_body().collect())
         .await
@@ -364,7 +365,8 @@ async fn a_body_cut_short_is_an_error_and_its_connection_dropped() {
     let response = timeout(WAIT, client.send(&addr, get("/")))
         .await
         .expect("in time")
-        .expect("head");
+        .expect("head")
+        .into_response();
     let body = timeout(WAIT, response.into_body().collect())
         .await
         .expect("in time");

@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use crate::body::{empty, full, Body, BoxError};
 use crate::config::UpstreamConfig;
 pub(crate) use crate::proxy::headers::Added;
+use crate::proxy::Reply;
 use body::{Framing, UpstreamBody};
 use chunked::Chunked;
 use pool::{Conn, Pool};
@@ -70,7 +71,7 @@ pub(crate) enum UpstreamFailure {
 
 /// The future of [`Upstream::send`].
 pub(crate) type SendFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Response<Body>, UpstreamFailure>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<Reply, UpstreamFailure>> + Send + 'a>>;
 
 /// Sends requests to schedulers.
 pub(crate) trait Upstream: Send + Sync {
@@ -111,11 +112,7 @@ impl Http1Client {
         Ok(Conn::new(stream, Arc::from(addr)))
     }
 
-    async fn round_trip(
-        &self,
-        addr: &str,
-        request: Outgoing,
-    ) -> Result<Response<Body>, UpstreamFailure> {
+    async fn round_trip(&self, addr: &str, request: Outgoing) -> Result<Reply, UpstreamFailure> {
         let Outgoing {
             method,
             target,
@@ -154,7 +151,7 @@ impl Http1Client {
 
     /// The client's response: the head, and a body read from `conn` (which goes back
     /// to the pool at its end, or at once when the buffer holds the whole body).
-    fn response(&self, mut conn: Conn, head: ResponseHead) -> Response<Body> {
+    fn response(&self, mut conn: Conn, head: ResponseHead) -> Reply {
         let ResponseHead {
             status,
             headers,
@@ -198,10 +195,7 @@ impl Http1Client {
         *response.status_mut() = status;
         *response.version_mut() = Version::HTTP_11;
         *response.headers_mut() = headers;
-        if let Some(raw) = raw {
-            response.extensions_mut().insert(raw);
-        }
-        response
+        Reply { response, raw }
     }
 }
 

@@ -14,6 +14,9 @@ use crate::proxy::headers::{is_hop_by_hop, names_another_field, Added};
 /// Most header fields read in one response head.
 const MAX_RESPONSE_HEADERS: usize = 128;
 
+/// Bytes reserved after a response's field lines for the fields the proxy adds.
+const RAW_ROOM: usize = 512;
+
 /// How the request body is framed on the wire (RFC 9112 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RequestFraming {
@@ -224,7 +227,8 @@ pub(crate) fn parse_response_head(
         ResponseFraming::Chunked | ResponseFraming::Close => false,
     };
     if raw_framing && !scan.location && !scan.repeats_apart {
-        let mut lines = Vec::with_capacity(len);
+        // Room for the proxy's own fields too (a policy, the request id).
+        let mut lines = Vec::with_capacity(len + RAW_ROOM);
         for field in fields.iter().filter(|f| kept(f.name.as_bytes())) {
             let at = lines.len();
             lines.extend_from_slice(field.name.as_bytes());
