@@ -10,11 +10,13 @@
 //! connection from then on: its answers to such requests (400, 431, WebSocket
 //! upgrades, request bodies) stay hyper's.
 
+use std::future::Future as _;
 use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -22,9 +24,10 @@ use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 
 use super::ConnSettings;
@@ -101,6 +104,11 @@ where
     let mut idle_until = first_head_by;
     let mut armed = first_head_by;
     let mut deadline = pin!(tokio::time::sleep_until(first_head_by));
+    // The timer and the stop, once polled, wake this task (the same task whatever
+    // it waits for later): a wait after that only checks whether they have come,
+    // which costs less than polling them again.
+    let mut deadline_polled = false;
+    let mut stop_polled = false;
     loop {
         let head = loop {
             if !buf.is_empty() {
@@ -114,20 +122,42 @@ where
                 return Ended::HandOff(buf.freeze());
             }
             buf.reserve(4096);
-            tokio::select! {
-                biased;
-                read = stream.read_buf(&mut buf) => match read {
-                    Ok(0) | Err(_) => return Ended::Closed,
-                    Ok(_) => {}
-                },
-                () = &mut deadline => {
+            let woke = std::future::poll_fn(|cx| {
+                if let Poll::Ready(read) = poll_read_buf(Pin::new(&mut *stream), cx, &mut buf) {
+                    return Poll::Ready(Woke::Read(read));
+                }
+                if !deadline_polled || deadline.is_elapsed() {
+                    deadline_polled = true;
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woke::Deadline);
+                    }
+                }
+                if buf.is_empty() {
+                    // `cancel` marks the token before it wakes the waiting tasks.
+                    let stopped = if stop_polled {
+                        stop.is_cancelled()
+                    } else {
+                        stop_polled = true;
+                        stopping.as_mut().poll(cx).is_ready()
+                    };
+                    if stopped {
+                        return Poll::Ready(Woke::Stop);
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match woke {
+                Woke::Read(Ok(0) | Err(_)) | Woke::Stop => return Ended::Closed,
+                Woke::Read(Ok(_)) => {}
+                Woke::Deadline => {
                     if Instant::now() >= idle_until {
                         return Ended::Closed;
                     }
                     armed = idle_until;
                     deadline.as_mut().reset(armed);
+                    deadline_polled = false;
                 }
-                () = &mut stopping, if buf.is_empty() => return Ended::Closed,
             }
         };
         started.store(true, Ordering::Relaxed);
@@ -149,8 +179,16 @@ where
         if idle_until < armed {
             armed = idle_until;
             deadline.as_mut().reset(armed);
+            deadline_polled = false;
         }
     }
+}
+
+/// What ended a wait for more of a request head.
+enum Woke {
+    Read(io::Result<usize>),
+    Deadline,
+    Stop,
 }
 
 /// Where a field's name and value lie in a request head: offsets and lengths.
