@@ -87,21 +87,19 @@ impl Survey {
     }
 
     fn bits(name: &HeaderName) -> u16 {
-        // Names are lower case; most are told apart by their length alone.
+        // Names are lower case.
         let name = name.as_str();
         let hop = Survey::HOP_BY_HOP;
-        match (name.len(), name) {
-            (6, "accept") => Survey::ACCEPT,
-            (6, "cookie") => Survey::COOKIE,
-            (7, "referer") => Survey::REFERER,
-            (7, "upgrade") => Survey::UPGRADE | hop,
-            (10, "connection") => Survey::CONNECTION | hop,
-            (13, "authorization") => Survey::AUTHORIZATION,
-            (12, "x-request-id") => Survey::REQUEST_ID | Survey::ADDED,
-            (15, "x-forwarded-for") => Survey::FORWARDED_FOR | Survey::ADDED,
-            (16, "x-forwarded-host") | (17, "x-forwarded-proto") | (18, "x-forwarded-prefix") => {
-                Survey::ADDED
-            }
+        match name {
+            "accept" => Survey::ACCEPT,
+            "cookie" => Survey::COOKIE,
+            "referer" => Survey::REFERER,
+            "upgrade" => Survey::UPGRADE | hop,
+            "connection" => Survey::CONNECTION | hop,
+            "authorization" => Survey::AUTHORIZATION,
+            "x-request-id" => Survey::REQUEST_ID | Survey::ADDED,
+            "x-forwarded-for" => Survey::FORWARDED_FOR | Survey::ADDED,
+            "x-forwarded-host" | "x-forwarded-proto" | "x-forwarded-prefix" => Survey::ADDED,
             _ if is_hop_by_hop(name.as_bytes()) => hop,
             _ => 0,
         }

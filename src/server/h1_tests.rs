@@ -215,3 +215,63 @@ fn classification_of_fields() {
     );
     assert_eq!(classify(b"content-type", b"text/plain"), Field::Plain);
 }
+
+/// A connection served by the loop on loopback, with the client's end.
+async fn loop_on_loopback(stop: CancellationToken) -> (tokio::task::JoinHandle<Ended>, TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let (mut server, peer) = accepted.expect("accept");
+    let settings = ConnSettings {
+        header_read_timeout: std::time::Duration::from_secs(30),
+        http1_keep_alive_timeout: std::time::Duration::from_secs(30),
+        http2_keep_alive_interval: std::time::Duration::from_secs(30),
+        http2_keep_alive_timeout: std::time::Duration::from_secs(30),
+        http2_idle_timeout: std::time::Duration::from_secs(30),
+        max_header_bytes: 16 * 1024,
+        native_http1: true,
+    };
+    let served = tokio::spawn(async move {
+        let handler = |_req: Request<RequestBody>, _peer: SocketAddr| async {
+            Reply::from(http::Response::new(crate::body::full("ok")))
+        };
+        let by = Instant::now() + settings.header_read_timeout;
+        let started = AtomicBool::new(false);
+        serve(&mut server, peer, &settings, &handler, &stop, by, &started).await
+    });
+    (served, client.expect("connect"))
+}
+
+#[tokio::test]
+async fn a_stop_closes_a_keep_alive_connection_waiting_after_its_response() {
+    use tokio::io::AsyncReadExt as _;
+    let wait = std::time::Duration::from_secs(5);
+    let stop = CancellationToken::new();
+    let (served, mut client) = loop_on_loopback(stop.clone()).await;
+    client
+        .write_all(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(wait, client.read(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+    // The loop now waits for a second request (the stop is only checked then).
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !served.is_finished(),
+        "the connection stays open until the stop"
+    );
+    stop.cancel();
+    let ended = tokio::time::timeout(wait, served)
+        .await
+        .expect("the stop ends the wait")
+        .expect("served");
+    assert!(matches!(ended, Ended::Closed), "{ended:?}");
+}
