@@ -162,8 +162,16 @@ export async function waitForBokeh(page) {
     null,
     { timeout: STEP_MS },
   );
-  // Bokeh draws plots on canvases inside shadow roots; locators pierce them.
-  await page.locator('canvas').first().waitFor({ state: 'visible', timeout: STEP_MS });
+  // Bokeh draws plots on canvases inside shadow roots; locators pierce them. Any
+  // drawn canvas will do: the first in the tree may belong to a tab not shown.
+  const drawn = page.locator('canvas').filter({ visible: true }).first();
+  try {
+    await drawn.waitFor({ state: 'visible', timeout: STEP_MS });
+  } catch (error) {
+    const facts = await pageFacts(page).catch((e) => ({ unreadable: String(e) }));
+    delete facts.text;
+    throw new Error(`${error.message}\nwhat the page showed: ${JSON.stringify(facts)}`);
+  }
 }
 
 /** What the browser shows for the document in `page`, Bokeh or not. */
@@ -194,5 +202,6 @@ export async function pageFacts(page) {
     };
   });
   facts.canvases = await page.locator('canvas').count();
+  facts.drawn_canvases = await page.locator('canvas').filter({ visible: true }).count();
   return facts;
 }
