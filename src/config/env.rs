@@ -16,10 +16,7 @@ pub(super) fn apply_overrides(
     table: &mut toml::Table,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
-    let mut vars: Vec<(String, String)> = vars
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(PREFIX))
-        .collect();
+    let mut vars = prefixed(vars);
     vars.sort();
     for (name, value) in vars {
         let rest = &name[PREFIX.len()..];
@@ -46,6 +43,13 @@ pub(super) fn apply_overrides(
         set(table, &path, parse_value(&value), &name)?;
     }
     Ok(())
+}
+
+/// The variables that may be overrides (or typos of one): those named `DDG_*`.
+pub(super) fn prefixed(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.into_iter()
+        .filter(|(k, _)| k.starts_with(PREFIX))
+        .collect()
 }
 
 fn parse_value(text: &str) -> toml::Value {

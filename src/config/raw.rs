@@ -136,6 +136,13 @@ impl Default for RawLog {
 }
 
 impl RawConfig {
+    /// The configuration straight from its text; `None` when the text is not one
+    /// (`deserialize_table` says why).
+    pub(super) fn deserialize_text(text: &str) -> Option<Self> {
+        let document = toml::Deserializer::parse(text).ok()?;
+        Self::deserialize(document).ok()
+    }
+
     pub(super) fn deserialize_table(table: toml::Table) -> Result<Self, ConfigError> {
         serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let path = e.path().to_string();
@@ -328,6 +335,105 @@ impl RawLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every key the file knows, with a value unlike its default.
+    const EVERY_KEY: &str = r#"
+[server]
+listen = "127.0.0.1:18080"
+admin_listen = "127.0.0.1:19090"
+reana_paths = false
+trusted_proxies = ["10.0.0.0/8", "2001:db8::1"]
+shutdown_grace = "40s"
+drain_delay = "2s"
+header_read_timeout = "7s"
+http1_keep_alive_timeout = "95s"
+http2_keep_alive_interval = "15s"
+http2_keep_alive_timeout = "12s"
+http2_idle_timeout = "4m"
+frame_ancestors = "'self' https://reana.example.org"
+threads = 3
+native_http1 = false
+
+[upstream]
+connect_timeout = "3s"
+response_timeout = "45s"
+ws_idle_timeout = "9m"
+ws_write_timeout = "20s"
+max_ws_message = "16MiB"
+max_header_bytes = "32KiB"
+pool_idle_timeout = "80s"
+pool_max_idle_per_host = 16
+
+[auth]
+cookie_name = "ddg"
+cookie_secure = false
+cookie_max_age = "2h"
+allowed_origins = ["https://reana.example.org"]
+
+[auth.jwt]
+algorithms = ["HS256", "HS384"]
+secret = "a-test-secret-0123456789abcdef0123456789abcdef"
+issuer = "https://reana.example.org"
+audience = "dask"
+leeway_seconds = 5
+user_claim = "user"
+
+[auth.reana]
+server_url = "http://reana-server:5000"
+public_url = "https://reana.example.org"
+host_header = "reana.example.org"
+cache_ttl = "20s"
+negative_ttl = "3s"
+timeout = "4s"
+cache_max_entries = 500
+max_concurrent = 8
+
+[auth.rate_limit]
+burst = 5
+per_second = 0.5
+max_clients = 1000
+
+[discovery]
+kind = "static"
+[[discovery.static.routes]]
+workflow = "wf-1"
+upstream = "http://127.0.0.1:8787"
+owner = "user-1"
+[[discovery.static.routes]]
+workflow = "wf-2"
+upstream = "http://10.1.2.3:8787"
+owner = "user-2"
+
+[log]
+format = "json"
+level = "debug"
+"#;
+
+    /// Without an override the text is deserialized directly; with a `DDG_*`
+    /// variable that overrides nothing, through the table. Both give the same.
+    #[test]
+    fn the_direct_and_the_table_reading_agree() {
+        let texts = [
+            super::super::EMBEDDED_DEFAULT,
+            include_str!("../../deploy/base/gateway.toml"),
+            include_str!("../../deploy/overlays/reana/gateway.toml"),
+            EVERY_KEY,
+        ];
+        for text in texts {
+            assert!(RawConfig::deserialize_text(text).is_some(), "{text}");
+            let direct = format!("{:?}", Config::parse(text, [], None));
+            let unrelated = [("DDG_UNRELATED".to_string(), "1".to_string())];
+            let table = format!("{:?}", Config::parse(text, unrelated, None));
+            assert_eq!(direct, table, "{text}");
+        }
+        let every = Config::parse(EVERY_KEY, [], None).expect("valid");
+        assert_eq!(every.server.threads, 3);
+        // What the direct reading refuses, the table reading words.
+        let bad = EVERY_KEY.replace("threads = 3", "threads = \"three\"");
+        assert!(RawConfig::deserialize_text(&bad).is_none());
+        let error = Config::parse(&bad, [], None).expect_err("refused");
+        assert!(error.0.contains("server.threads"), "{error}");
+    }
 
     fn net(s: &str) -> IpNet {
         s.parse().expect("network")
