@@ -185,14 +185,7 @@ pub(crate) async fn handle<B: ClientBody>(
     let id = request_id.to_str().unwrap_or("-");
     let mut reply = match result {
         Ok(reply) => reply,
-        Err(error) => {
-            tracing::debug!(request_id = id, error = error.as_label(), "request refused");
-            let ctx = ErrorContext {
-                html,
-                public_url: state.auth_config.public_url(),
-            };
-            Reply::from(error.into_response(&ctx))
-        }
+        Err(error) => refusal(&state, error, html, id),
     };
     let elapsed = start.elapsed();
     let status = reply.response.status().as_u16();
@@ -220,6 +213,18 @@ pub(crate) async fn handle<B: ClientBody>(
         }
     }
     reply
+}
+
+/// The response to a refused request.
+#[cold]
+#[inline(never)]
+fn refusal(state: &State, error: ProxyError, html: bool, request_id: &str) -> Reply {
+    tracing::debug!(request_id, error = error.as_label(), "request refused");
+    let ctx = ErrorContext {
+        html,
+        public_url: state.auth_config.public_url(),
+    };
+    Reply::from(error.into_response(&ctx))
 }
 
 /// 32 random hexadecimal digits. The value owns its digits behind a reference
@@ -267,11 +272,7 @@ async fn dispatch<'u, B: ClientBody>(
     let (workflow, prefix, rest) = match target {
         Target::Bare { workflow, prefix } => {
             outcome.workflow = Some(workflow);
-            let location = match query {
-                Some(q) => format!("{prefix}/status?{q}"),
-                None => format!("{prefix}/status"),
-            };
-            return Ok(redirect(StatusCode::FOUND, &location).into());
+            return Ok(to_status_page(prefix, query));
         }
         Target::Dashboard {
             workflow,
@@ -325,6 +326,18 @@ async fn dispatch<'u, B: ClientBody>(
     }
 }
 
+/// The redirect from a dashboard's bare prefix to its status page.
+// Rare paths are kept out of line: the common one stays in fewer cache lines.
+#[cold]
+#[inline(never)]
+fn to_status_page(prefix: &str, query: Option<&str>) -> Reply {
+    let location = match query {
+        Some(q) => format!("{prefix}/status?{q}"),
+        None => format!("{prefix}/status"),
+    };
+    redirect(StatusCode::FOUND, &location).into()
+}
+
 /// A request that passed every check, with what the forwarders need of them.
 struct Admitted {
     credential: Credential,
@@ -369,6 +382,7 @@ async fn admit<B>(
 }
 
 /// SPEC §4: a WebSocket handshake from a foreign Origin is refused.
+#[inline(never)]
 fn check_origin<B>(state: &State, req: &Request<B>) -> Result<(), ProxyError> {
     let host = req
         .headers()
@@ -403,19 +417,25 @@ async fn authenticate(
     }
     match state.auth.authenticate(&credential).await {
         Ok(identity) => Ok((credential, identity)),
-        Err(e) => {
-            state.metrics.auth(match e {
-                AuthError::Missing => AuthResult::Missing,
-                AuthError::Expired => AuthResult::Expired,
-                AuthError::Invalid(_) => AuthResult::Invalid,
-                AuthError::Unavailable => AuthResult::Unavailable,
-            });
-            if matches!(e, AuthError::Invalid(_) | AuthError::Expired) {
-                state.auth.limiter().record_failure(client_ip);
-            }
-            Err(ProxyError::from(e))
-        }
+        Err(e) => Err(not_authenticated(state, e, client_ip)),
     }
+}
+
+/// Counts a credential that did not verify (against the client's address too, when
+/// it was wrong rather than unverifiable).
+#[cold]
+#[inline(never)]
+fn not_authenticated(state: &State, e: AuthError, client_ip: IpAddr) -> ProxyError {
+    state.metrics.auth(match e {
+        AuthError::Missing => AuthResult::Missing,
+        AuthError::Expired => AuthResult::Expired,
+        AuthError::Invalid(_) => AuthResult::Invalid,
+        AuthError::Unavailable => AuthResult::Unavailable,
+    });
+    if matches!(e, AuthError::Invalid(_) | AuthError::Expired) {
+        state.auth.limiter().record_failure(client_ip);
+    }
+    ProxyError::from(e)
 }
 
 /// A wait as whole seconds for `Retry-After`: rounded up, at least 1, at most a day.
@@ -454,6 +474,7 @@ async fn authorize(
 /// Re-checks an introspected credential every `cache_ttl` while a WebSocket lives:
 /// still the same user and still allowed. reana-server being unavailable keeps the
 /// socket open (the next check decides); a definite "no" closes it with 1008.
+#[inline(never)]
 fn recheck(
     state: &Arc<State>,
     credential: Credential,
@@ -518,6 +539,8 @@ fn redirect(status: StatusCode, location: &str) -> Response<Body> {
 /// A credential given in the query string: keep it in an HttpOnly cookie scoped to
 /// the workflow's prefix and send the browser to the same URL without it. `None`
 /// when the credential cannot be a cookie value (the request is then served as is).
+#[cold]
+#[inline(never)]
 fn cookie_redirect(
     state: &State,
     credential: &Credential,
