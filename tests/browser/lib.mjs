@@ -163,13 +163,15 @@ export async function waitForBokeh(page) {
     { timeout: STEP_MS },
   );
   // Bokeh draws plots on canvases inside shadow roots; locators pierce them. Any
-  // drawn canvas will do: the first in the tree may belong to a tab not shown.
+  // drawn canvas will do: the first in the tree need not be one that is shown.
   const drawn = page.locator('canvas').filter({ visible: true }).first();
   try {
     await drawn.waitFor({ state: 'visible', timeout: STEP_MS });
   } catch (error) {
     const facts = await pageFacts(page).catch((e) => ({ unreadable: String(e) }));
+    // Neither the page's text nor its cookies belong in a test's failure message.
     delete facts.text;
+    delete facts.document_cookie;
     throw new Error(`${error.message}\nwhat the page showed: ${JSON.stringify(facts)}`);
   }
 }
