@@ -38,6 +38,10 @@ where
         remove_hop_by_hop(&mut headers);
     }
     match &client_host {
+        // Still there once (unless `Connection` named it): an insert would cost,
+        // in a map sized for the client's fields, a second allocation. More than
+        // one `Host` becomes the first.
+        Some(_) if headers.get_all(HOST).iter().count() == 1 => {}
         Some(host) => {
             headers.insert(HOST, host.clone());
         }

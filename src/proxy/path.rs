@@ -112,8 +112,9 @@ pub fn parse(path: &str, reana_paths: bool) -> Result<Target<'_>, PathError> {
 
 /// Splits off the first segment; the second value is what follows its `/`, if any.
 fn split_segment(s: &str) -> (&str, Option<&str>) {
-    match s.split_once('/') {
-        Some((segment, tail)) => (segment, Some(tail)),
+    // A byte search: `/` is ASCII, so both sides stay valid UTF-8.
+    match memchr::memchr(b'/', s.as_bytes()) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
     }
 }

@@ -230,6 +230,30 @@ async fn an_owner_reaches_the_scheduler_without_any_credential() {
 }
 
 #[tokio::test]
+async fn the_scheduler_gets_one_host_field_the_clients_first() {
+    let h = Harness::new(ok(vec![]));
+    let cookie = format!("dask_dashboard_token={}", h.token("alice"));
+    let twice = get("/dashboard/w1/status")
+        .header(HOST, "other.example.org")
+        .header(COOKIE, &cookie)
+        .body(full(""))
+        .expect("request");
+    // `Connection` naming `Host` takes it off as a hop-by-hop field; the client's
+    // value is put back.
+    let named = get("/dashboard/w1/status")
+        .header("connection", "host")
+        .header(COOKIE, &cookie)
+        .body(full(""))
+        .expect("request");
+    for req in [twice, named] {
+        assert_eq!(h.send(req).await.status(), StatusCode::OK);
+        let seen = h.seen();
+        let hosts: Vec<_> = seen[0].headers.get_all(HOST).iter().collect();
+        assert_eq!(hosts, ["reana.example.org"]);
+    }
+}
+
+#[tokio::test]
 async fn credentials_in_a_header_or_the_query_are_not_forwarded_and_a_body_is() {
     let h = Harness::new(ok(vec![]));
     let bearer = Request::post("/dashboard/w1/api/v1/retire_workers?n=1")
