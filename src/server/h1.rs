@@ -258,9 +258,10 @@ fn build(
     fields: &[FieldAt],
 ) -> Option<Request<RequestBody>> {
     let uri = Uri::from_maybe_shared(head.slice(path_at..path_at + path_len)).ok()?;
-    // The proxy adds no field to this map (its own go after it on the wire): no
-    // room beyond the client's, so that a small map stays a small allocation.
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    // The proxy adds no field to this map (its own go after it on the wire), but
+    // an entry lookup (the Cookie rewrite) reserves room for one more: one spare
+    // slot, so that the map is never reallocated.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 1);
     for &(name_at, name_len, value_at, value_len) in fields {
         let name = HeaderName::from_bytes(&head[name_at..name_at + name_len]).ok()?;
         let value =

@@ -113,25 +113,24 @@ impl Http1Client {
     }
 
     async fn round_trip(&self, addr: &str, request: Outgoing) -> Result<Reply, UpstreamFailure> {
-        let Outgoing {
+        // Only what the exchange needs stays in this future's state: the request's
+        // fields end with its head.
+        let Encoded {
             method,
-            target,
-            headers,
-            added,
-            body,
-        } = request;
-        let framing = RequestFraming::new(&method, body.size_hint().exact(), body.is_end_stream());
-        let mut head = Vec::with_capacity(256 + target.len() + 32 * headers.len());
-        wire::encode_request_head(&mut head, &method, &target, &headers, &added, framing)?;
+            head,
+            framing,
+            mut body,
+        } = Encoded::new(request)?;
         // A request without a body that is safe to repeat may be sent again when a
         // pooled connection turns out closed before any byte of the answer.
         let replayable =
             framing.is_empty() && matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-        let mut body = (!framing.is_empty()).then_some(body);
         loop {
             let (mut conn, reused) = match self.pool.take(addr) {
                 Some(conn) => (conn, true),
-                None => (self.connect(addr).await?, false),
+                // Boxed: a new connection is rare, and its future would otherwise
+                // be part of every request's.
+                None => (Box::pin(self.connect(addr)).await?, false),
             };
             let sent = send_request(&mut conn, &head, framing, body.take()).await;
             let answer = match sent {
@@ -196,6 +195,35 @@ impl Http1Client {
         *response.version_mut() = Version::HTTP_11;
         *response.headers_mut() = headers;
         Reply { response, raw }
+    }
+}
+
+/// A request ready for the wire: its head encoded, its body if it has one.
+struct Encoded {
+    method: Method,
+    head: Vec<u8>,
+    framing: RequestFraming,
+    body: Option<RequestBody>,
+}
+
+impl Encoded {
+    fn new(request: Outgoing) -> Result<Encoded, UpstreamFailure> {
+        let Outgoing {
+            method,
+            target,
+            headers,
+            added,
+            body,
+        } = request;
+        let framing = RequestFraming::new(&method, body.size_hint().exact(), body.is_end_stream());
+        let mut head = Vec::with_capacity(256 + target.len() + 32 * headers.len());
+        wire::encode_request_head(&mut head, &method, &target, &headers, &added, framing)?;
+        Ok(Encoded {
+            method,
+            head,
+            framing,
+            body: (!framing.is_empty()).then_some(body),
+        })
     }
 }
 
