@@ -210,7 +210,7 @@ impl Gateway {
             let started = server::Worker::start(
                 index,
                 listener,
-                move |req, peer| proxy::handle(Arc::clone(&worker_state), req, peer),
+                move |req, raw, peer| proxy::handle(Arc::clone(&worker_state), req, raw, peer),
                 serving.clone(),
             );
             match started {
@@ -228,7 +228,11 @@ impl Gateway {
             admin,
             None,
             settings,
-            move |req, _peer| {
+            move |mut req: http::Request<_>, raw: Option<proxy::raw::RawHead>, _peer| {
+                // The admin endpoints read their requests from a map.
+                if let Some(raw) = raw {
+                    *req.headers_mut() = raw.to_map();
+                }
                 let reply = proxy::Reply::from(admin_state.handle(&req));
                 async move { reply }
             },

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::RequestBody;
 use crate::config::ServerConfig;
+use crate::proxy::raw::RawHead;
 use crate::proxy::Reply;
 
 /// Connection-level settings of a listener.
@@ -125,7 +126,11 @@ impl Worker {
         serving: Serving,
     ) -> io::Result<Worker>
     where
-        H: Fn(Request<RequestBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        H: Fn(Request<RequestBody>, Option<RawHead>, SocketAddr) -> F
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         F: Future<Output = Reply> + Send + 'static,
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -188,7 +193,7 @@ pub(crate) async fn serve<H, F>(
     abort: CancellationToken,
     handoffs: Counter,
 ) where
-    H: Fn(Request<RequestBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Option<RawHead>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
 {
     // This thread's own token: its connections wait on it without sharing a lock

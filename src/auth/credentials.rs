@@ -8,6 +8,7 @@ use http::header::{AUTHORIZATION, COOKIE, REFERER};
 use http::{HeaderMap, HeaderValue};
 
 use crate::proxy::headers::Survey;
+use crate::proxy::raw::Fields;
 
 /// REANA's own session cookie.
 const REANA_SESSION_COOKIE: &str = "session";
@@ -92,19 +93,24 @@ pub fn extract(
     query: Option<&str>,
     gateway_cookie: &str,
 ) -> Option<Credential> {
-    extract_surveyed(headers, Survey::of(headers), query, gateway_cookie)
+    extract_surveyed(
+        Fields::Map(headers),
+        Survey::of(headers),
+        query,
+        gateway_cookie,
+    )
 }
 
 /// [`extract`] for fields already surveyed: no lookup for a field the survey did not
 /// see.
 pub(crate) fn extract_surveyed(
-    headers: &HeaderMap,
+    headers: Fields<'_>,
     survey: Survey,
     query: Option<&str>,
     gateway_cookie: &str,
 ) -> Option<Credential> {
     if survey.has(Survey::AUTHORIZATION) {
-        if let Some(token) = headers.get_all(AUTHORIZATION).iter().find_map(bearer) {
+        if let Some(token) = headers.values(&AUTHORIZATION).find_map(bearer) {
             return Some(Credential::new(CredentialSource::Bearer, token));
         }
     }
@@ -137,16 +143,25 @@ pub(crate) fn extract_surveyed(
 }
 
 /// The token of an `Authorization: Bearer <t>` header (RFC 6750 §2.1).
-fn bearer(value: &HeaderValue) -> Option<&str> {
-    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
+fn bearer(value: &[u8]) -> Option<&str> {
+    let (scheme, token) = visible_ascii(value)?.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// A value as text when it is visible ASCII and tabs only (as `HeaderValue::to_str`).
+fn visible_ascii(value: &[u8]) -> Option<&str> {
+    let visible = value.iter().fold(true, |ok, &b| {
+        ok & ((b' '..0x7f).contains(&b) | (b == b'\t'))
+    });
+    // Only ASCII, so valid UTF-8.
+    visible.then(|| std::str::from_utf8(value).ok()).flatten()
+}
+
 /// The first non-empty value of cookie `name` across all `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get_all(COOKIE).iter().find_map(|header| {
-        cookie_pairs(header.as_bytes())
+fn cookie<'a>(headers: Fields<'a>, name: &str) -> Option<&'a str> {
+    headers.values(&COOKIE).find_map(|header| {
+        cookie_pairs(header)
             .filter(|(n, _)| !n.is_empty() && *n == name.as_bytes())
             .find_map(|(_, v)| std::str::from_utf8(v).ok().filter(|v| !v.is_empty()))
     })
@@ -255,10 +270,25 @@ fn referer_has_credential(referer: &[u8]) -> bool {
     query.is_some_and(has_credential_param) || fragment.is_some_and(has_credential_param)
 }
 
+/// A `Referer` value as it is sent on: as it is without a credential, else as
+/// [`stripped_referer`] leaves it; `None`: not sent.
+pub(crate) fn stripped_referer_bytes(referer: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    if !referer_has_credential(referer) {
+        return Some(std::borrow::Cow::Borrowed(referer));
+    }
+    stripped_referer_parts(referer).map(std::borrow::Cow::Owned)
+}
+
 /// A `Referer` without credentials: the query loses them as in [`strip_query`] (no `?`
 /// when nothing is left), the fragment goes entirely (a Referer has none, RFC 9110
 /// §10.1.3), the rest is kept byte-for-byte. `None` when nothing is left.
 fn stripped_referer(referer: &[u8]) -> Option<HeaderValue> {
+    // Pieces of a valid header value, so the result is one too.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(stripped_referer_parts(referer)?)).ok()
+}
+
+/// The bytes of [`stripped_referer`].
+fn stripped_referer_parts(referer: &[u8]) -> Option<Vec<u8>> {
     let (base, query, _) = url_parts(referer);
     let mut out = Vec::with_capacity(referer.len());
     out.extend_from_slice(base);
@@ -266,11 +296,7 @@ fn stripped_referer(referer: &[u8]) -> Option<HeaderValue> {
         out.push(if i == 0 { b'?' } else { b'&' });
         out.extend_from_slice(param);
     }
-    if out.is_empty() {
-        return None;
-    }
-    // Pieces of a valid header value, so the result is one too.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).ok()
+    (!out.is_empty()).then_some(out)
 }
 
 /// Removes credentials from every `Referer` header: the page a request came from is
@@ -314,23 +340,19 @@ pub(crate) fn strip_surveyed(headers: &mut HeaderMap, gateway_cookie: &str, surv
     if !survey.has(Survey::COOKIE) {
         return;
     }
-    let secret = |name: &[u8]| {
-        !name.is_empty()
-            && (name == gateway_cookie.as_bytes() || name == REANA_SESSION_COOKIE.as_bytes())
-    };
     // One lookup: the entry is read, then rewritten in place.
     let http::header::Entry::Occupied(mut cookies) = headers.entry(COOKIE) else {
         return;
     };
     let touched = cookies
         .iter()
-        .any(|h| cookie_pairs(h.as_bytes()).any(|(n, _)| secret(n)));
+        .any(|h| has_secret_cookie(h.as_bytes(), gateway_cookie));
     if !touched {
         return;
     }
     // Nearly always one `Cookie` field: replaced (or removed) in place.
     if cookies.iter().nth(1).is_none() {
-        match other_cookies(cookies.get().as_bytes(), secret) {
+        match other_cookies(cookies.get().as_bytes(), gateway_cookie) {
             Some(kept) => {
                 cookies.insert(kept);
             }
@@ -342,19 +364,30 @@ pub(crate) fn strip_surveyed(headers: &mut HeaderMap, gateway_cookie: &str, surv
     }
     let old: Vec<HeaderValue> = cookies.remove_entry_mult().1.collect();
     for header in old {
-        if let Some(kept) = other_cookies(header.as_bytes(), secret) {
+        if let Some(kept) = other_cookies(header.as_bytes(), gateway_cookie) {
             headers.append(COOKIE, kept);
         }
     }
 }
 
-/// The cookies of a `Cookie` value whose names are not `secret`, joined with "; ";
-/// `None` when none is left.
-fn other_cookies(value: &[u8], secret: impl Fn(&[u8]) -> bool) -> Option<HeaderValue> {
+/// Whether a cookie of this name is a credential: the gateway's or REANA's session.
+fn is_secret_cookie(name: &[u8], gateway_cookie: &str) -> bool {
+    !name.is_empty()
+        && (name == gateway_cookie.as_bytes() || name == REANA_SESSION_COOKIE.as_bytes())
+}
+
+/// Whether a `Cookie` value holds the gateway's or REANA's session cookie.
+pub(crate) fn has_secret_cookie(value: &[u8], gateway_cookie: &str) -> bool {
+    cookie_pairs(value).any(|(name, _)| is_secret_cookie(name, gateway_cookie))
+}
+
+/// The cookies of a `Cookie` value but the gateway's and REANA's, joined with
+/// "; "; `None` when none is left.
+pub(crate) fn other_cookie_bytes(value: &[u8], gateway_cookie: &str) -> Option<Vec<u8>> {
     let mut kept: Vec<u8> = Vec::new();
     for piece in pieces(value) {
         let piece = piece.trim_ascii();
-        if piece.is_empty() || cookie_pairs(piece).any(|(n, _)| secret(n)) {
+        if piece.is_empty() || has_secret_cookie(piece, gateway_cookie) {
             continue;
         }
         if !kept.is_empty() {
@@ -362,11 +395,17 @@ fn other_cookies(value: &[u8], secret: impl Fn(&[u8]) -> bool) -> Option<HeaderV
         }
         kept.extend_from_slice(piece);
     }
-    if kept.is_empty() {
-        return None;
-    }
+    (!kept.is_empty()).then_some(kept)
+}
+
+/// [`other_cookie_bytes`] as a header value.
+fn other_cookies(value: &[u8], gateway_cookie: &str) -> Option<HeaderValue> {
     // The pieces come from a valid header value, so joining them stays valid.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)).ok()
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(other_cookie_bytes(
+        value,
+        gateway_cookie,
+    )?))
+    .ok()
 }
 
 /// RFC 6265 §4.1.1 `cookie-octet`.

@@ -9,10 +9,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use ipnet::{IpNet, Ipv6Net};
 
 use crate::config::RateLimitConfig;
+use crate::proxy::raw::Fields;
 
 /// The client's address: the TCP peer, or, when the peer is in one of the `trusted`
 /// networks, the right-most `X-Forwarded-For` entry that is not itself a trusted
@@ -20,14 +21,21 @@ use crate::config::RateLimitConfig;
 /// address ends the walk (the last trusted hop is the answer). IPv4-mapped IPv6
 /// addresses are reported as IPv4.
 pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    client_addr_of(peer, Fields::Map(headers), trusted)
+}
+
+/// [`client_addr`] of any request's fields.
+pub(crate) fn client_addr_of(peer: IpAddr, fields: Fields<'_>, trusted: &[IpNet]) -> IpAddr {
     let mut current = peer.to_canonical();
     if !is_trusted(current, trusted) {
         return current;
     }
-    let entries: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    let entries: Vec<&str> = fields
+        .values(&X_FORWARDED_FOR)
+        // Visible ASCII only, as `HeaderValue::to_str` takes it.
+        .filter(|v| v.iter().all(|&b| (b' '..0x7f).contains(&b) || b == b'\t'))
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|e| !e.is_empty())

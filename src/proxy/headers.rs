@@ -10,6 +10,7 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::path::same_authority;
+use super::raw::Fields;
 
 /// `X-Forwarded-For` (de facto standard, appended to).
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -72,13 +73,17 @@ impl Survey {
     /// `X-Request-Id`.
     pub const REQUEST_ID: u16 = 1 << 9;
 
+    /// `Host`.
+    pub const HOST: u16 = 1 << 10;
+
     /// The survey of `headers`.
     pub fn of(headers: &HeaderMap) -> Survey {
-        Survey(
-            headers
-                .keys()
-                .fold(0, |bits, name| bits | Survey::bits(name)),
-        )
+        Survey::of_names(headers.keys().map(|name| name.as_str().as_bytes()))
+    }
+
+    /// The survey of field names as sent (any case).
+    pub(crate) fn of_names<'a>(names: impl Iterator<Item = &'a [u8]>) -> Survey {
+        Survey(names.fold(0, |bits, name| bits | Survey::bits(name)))
     }
 
     /// Whether a field of `bit` may be present.
@@ -86,24 +91,64 @@ impl Survey {
         self.0 & bit != 0
     }
 
-    fn bits(name: &HeaderName) -> u16 {
-        // Names are lower case.
-        let name = name.as_str();
+    /// What a field named `name` (a token, any case) is to the proxy: the bits of
+    /// the survey it sets.
+    pub(crate) fn bits(name: &[u8]) -> u16 {
+        let is = |known: &str| name_is(name, known);
         let hop = Survey::HOP_BY_HOP;
-        match name {
-            "accept" => Survey::ACCEPT,
-            "cookie" => Survey::COOKIE,
-            "referer" => Survey::REFERER,
-            "upgrade" => Survey::UPGRADE | hop,
-            "connection" => Survey::CONNECTION | hop,
-            "authorization" => Survey::AUTHORIZATION,
-            "x-request-id" => Survey::REQUEST_ID | Survey::ADDED,
-            "x-forwarded-for" => Survey::FORWARDED_FOR | Survey::ADDED,
-            "x-forwarded-host" | "x-forwarded-proto" | "x-forwarded-prefix" => Survey::ADDED,
-            _ if is_hop_by_hop(name.as_bytes()) => hop,
+        // By length first: most names are ruled out by it, the rest by one or two
+        // comparisons.
+        match name.len() {
+            2 if is("te") => hop,
+            4 if is("host") => Survey::HOST,
+            6 if is("cookie") => Survey::COOKIE,
+            6 if is("accept") => Survey::ACCEPT,
+            7 if is("referer") => Survey::REFERER,
+            7 if is("upgrade") => Survey::UPGRADE | hop,
+            7 if is("trailer") => hop,
+            10 if is("connection") => Survey::CONNECTION | hop,
+            10 if is("keep-alive") => hop,
+            12 if is("x-request-id") => Survey::REQUEST_ID | Survey::ADDED,
+            13 if is("authorization") => Survey::AUTHORIZATION,
+            15 if is("x-forwarded-for") => Survey::FORWARDED_FOR | Survey::ADDED,
+            16 if is("x-forwarded-host") => Survey::ADDED,
+            16 if is("proxy-connection") => hop,
+            17 if is("x-forwarded-proto") => Survey::ADDED,
+            17 if is("transfer-encoding") => hop,
+            18 if is("x-forwarded-prefix") => Survey::ADDED,
+            18 if is("proxy-authenticate") => hop,
+            19 if is("proxy-authorization") => hop,
             _ => 0,
         }
     }
+}
+
+/// Whether a field name (a token, any case; or any bytes a field value may hold)
+/// is `lower`, a name of lower-case letters, digits and `-`.
+///
+/// Those all have 0x20 set, and of the bytes a name or value may hold only an
+/// upper-case letter turns into one of them when 0x20 is set (into its lower-case
+/// letter; CR, which would turn into `-`, and the controls that would turn into
+/// digits are in neither), so `b | 0x20 == l` compares without regard to case.
+/// Eight bytes at a time.
+pub(crate) fn name_is(name: &[u8], lower: &str) -> bool {
+    let lower = lower.as_bytes();
+    if name.len() != lower.len() {
+        return false;
+    }
+    let word = |bytes: &[u8]| {
+        let mut eight = [0u8; 8];
+        eight[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(eight)
+    };
+    let mut diff = 0;
+    for (a, l) in name.chunks(8).zip(lower.chunks(8)) {
+        // The padding of a short last chunk is zero on both sides; 0x20 is set
+        // only in the name's bytes.
+        let mask = word(&[0x20; 8][..a.len()]);
+        diff |= (word(a) | mask) ^ word(l);
+    }
+    diff == 0
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): Connection, Keep-Alive,
@@ -136,13 +181,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Whether `name` (any case) is one of the always-removed hop-by-hop field names.
 pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
-    // Their lengths are 2, 7, 10, 16..=19: most fields are ruled out by length alone.
-    if !matches!(name.len(), 2 | 7 | 10 | 16..=19) {
-        return false;
-    }
-    HOP_BY_HOP
-        .iter()
-        .any(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+    Survey::bits(name) & Survey::HOP_BY_HOP != 0
 }
 
 /// Whether a `Connection` option names a field to remove besides the always-removed
@@ -222,16 +261,15 @@ const ADDED_NAMES: [HeaderName; 5] = [
 ];
 
 /// The gateway's fields for a forwarded request: X-Forwarded-For (`client_ip`
-/// appended to the client's value, comma-separated), X-Forwarded-Proto (`proto`),
-/// X-Forwarded-Host (the client's Host; none when None), X-Forwarded-Prefix
-/// (`prefix`) and X-Request-Id (`request_id`). The client's own fields of these
-/// names are taken out of `headers`: the gateway's replace them.
+/// appended to the client's values `forwarded_for`, comma-separated),
+/// X-Forwarded-Proto (`proto`), X-Forwarded-Host (the client's Host; none when
+/// None), X-Forwarded-Prefix (`prefix`) and X-Request-Id (`request_id`). They
+/// replace the client's own fields of these names.
 ///
 /// These are the de facto counterparts of RFC 7239 `Forwarded`; the client's `Host`
 /// itself (RFC 9110 §7.2) is left untouched.
-pub(crate) fn added_fields(
-    headers: &mut HeaderMap,
-    survey: Survey,
+pub(crate) fn added_fields<'v>(
+    forwarded_for: impl Iterator<Item = &'v [u8]>,
     client_ip: IpAddr,
     proto: &str,
     host: Option<&HeaderValue>,
@@ -239,12 +277,8 @@ pub(crate) fn added_fields(
     request_id: &HeaderValue,
 ) -> Added {
     let ip = IpText::new(client_ip);
-    let mut listed = survey
-        .has(Survey::FORWARDED_FOR)
-        .then(|| headers.get_all(&X_FORWARDED_FOR).iter())
-        .into_iter()
-        .flatten()
-        .map(|value| value.as_bytes().trim_ascii())
+    let mut listed = forwarded_for
+        .map(<[u8]>::trim_ascii)
         .filter(|value| !value.is_empty())
         .peekable();
     let forwarded_for = if listed.peek().is_none() {
@@ -266,13 +300,6 @@ pub(crate) fn added_fields(
         "https" => Ok(HeaderValue::from_static("https")),
         other => HeaderValue::from_str(other),
     };
-    // Most clients send none of them: a removal (a hashed lookup) per name only
-    // when the survey saw one.
-    if survey.has(Survey::ADDED) {
-        for name in &ADDED_NAMES {
-            headers.remove(name);
-        }
-    }
     Added([
         forwarded_for,
         proto.ok(),
@@ -280,6 +307,26 @@ pub(crate) fn added_fields(
         HeaderValue::from_str(prefix).ok(),
         Some(request_id.clone()),
     ])
+}
+
+/// The client's values of `X-Forwarded-For` when the survey saw one.
+pub(crate) fn forwarded_for(headers: &HeaderMap, survey: Survey) -> impl Iterator<Item = &[u8]> {
+    survey
+        .has(Survey::FORWARDED_FOR)
+        .then(|| headers.get_all(&X_FORWARDED_FOR).iter())
+        .into_iter()
+        .flatten()
+        .map(HeaderValue::as_bytes)
+}
+
+/// Takes the client's fields of the names of [`Added`] out of `headers` (when the
+/// survey saw one: a lookup per name otherwise).
+pub(crate) fn remove_added(headers: &mut HeaderMap, survey: Survey) {
+    if survey.has(Survey::ADDED) {
+        for name in &ADDED_NAMES {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Sets the fields of [`added_fields`] in `headers`, replacing the client's: what
@@ -294,7 +341,16 @@ pub fn set_forwarded(
     request_id: &HeaderValue,
 ) {
     let survey = Survey::of(headers);
-    added_fields(headers, survey, client_ip, proto, host, prefix, request_id).insert_into(headers);
+    let added = added_fields(
+        forwarded_for(headers, survey),
+        client_ip,
+        proto,
+        host,
+        prefix,
+        request_id,
+    );
+    remove_added(headers, survey);
+    added.insert_into(headers);
 }
 
 /// The text of an address, as `Display` writes it, without the general formatting
@@ -373,20 +429,38 @@ pub fn header_bytes(headers: &HeaderMap) -> usize {
 /// Visible characters are RFC 9110 §5.5 `VCHAR` without obs-text; only the first
 /// `X-Request-Id` header is considered.
 pub fn request_id(headers: &HeaderMap) -> Option<&HeaderValue> {
-    let value = headers.get(&X_REQUEST_ID)?;
-    let bytes = value.as_bytes();
-    let valid = (1..=MAX_REQUEST_ID).contains(&bytes.len())
-        && bytes.iter().all(|b| (0x21..=0x7e).contains(b));
-    valid.then_some(value)
+    headers
+        .get(&X_REQUEST_ID)
+        .filter(|value| valid_request_id(value.as_bytes()))
+}
+
+/// [`request_id`] of any request's fields, as the value to send on and answer with.
+pub(crate) fn request_id_of(fields: Fields<'_>) -> Option<HeaderValue> {
+    match fields {
+        Fields::Map(headers) => request_id(headers).cloned(),
+        Fields::Raw(raw) => raw
+            .values(X_REQUEST_ID.as_str())
+            .next()
+            .filter(|value| valid_request_id(value))
+            .and_then(|value| raw.value(value)),
+    }
+}
+
+fn valid_request_id(bytes: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&bytes.len()) && bytes.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
 /// True when the client prefers HTML: an `Accept` header containing `text/html`.
 ///
 /// `Accept` is RFC 9110 §12.5.1; media types compare case-insensitively (§8.3.1).
 pub fn wants_html(headers: &HeaderMap) -> bool {
-    headers.get_all(ACCEPT).iter().any(|value| {
+    wants_html_of(Fields::Map(headers))
+}
+
+/// [`wants_html`] of any request's fields.
+pub(crate) fn wants_html_of(fields: Fields<'_>) -> bool {
+    fields.values(&ACCEPT).any(|value| {
         value
-            .as_bytes()
             .windows(b"text/html".len())
             .any(|window| window.eq_ignore_ascii_case(b"text/html"))
     })
@@ -475,6 +549,40 @@ mod tests {
     }
 
     #[test]
+    fn name_is_compares_as_eq_ignore_ascii_case_does_for_any_value_byte() {
+        let names = [
+            "te",
+            "host",
+            "cookie",
+            "accept",
+            "referer",
+            "x-request-id",
+            "x-forwarded-prefix",
+            "proxy-authorization",
+            "content-security-policy",
+            "a0-9z",
+        ];
+        let may_hold = |b: u8| b == b'\t' || (b >= 0x20 && b != 0x7f);
+        for lower in names {
+            assert!(name_is(lower.as_bytes(), lower));
+            assert!(name_is(lower.to_ascii_uppercase().as_bytes(), lower));
+            assert!(!name_is(&lower.as_bytes()[1..], lower));
+            // Every byte a name or value may hold, in every place.
+            for at in 0..lower.len() {
+                for b in (0..=255u8).filter(|&b| may_hold(b)) {
+                    let mut name = lower.as_bytes().to_vec();
+                    name[at] = b;
+                    assert_eq!(
+                        name_is(&name, lower),
+                        name.eq_ignore_ascii_case(lower.as_bytes()),
+                        "{name:?} against {lower}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_survey_sees_each_field_it_names_and_nothing_else() {
         let cases: &[(&str, u16)] = &[
             ("Accept", Survey::ACCEPT),
@@ -488,7 +596,7 @@ mod tests {
             ("X-Forwarded-Proto", Survey::ADDED),
             ("x-forwarded-host", Survey::ADDED),
             ("X-Forwarded-Prefix", Survey::ADDED),
-            ("host", 0),
+            ("host", Survey::HOST),
             ("user-agent", 0),
             ("x-forwarded-port", 0),
             ("acceptx", 0),

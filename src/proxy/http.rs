@@ -10,6 +10,7 @@ use tokio::time::timeout;
 
 use super::headers::{remove_hop_by_hop, Survey};
 use super::path::rewrite_location;
+use super::raw::RawHead;
 use super::upstream::{Outgoing, UpstreamFailure};
 use super::{ClientBody, Forward, Reply};
 use crate::body::BoxError;
@@ -21,6 +22,7 @@ use crate::state::State;
 pub(crate) async fn forward<B>(
     state: &State,
     req: Request<B>,
+    raw: Option<RawHead>,
     fwd: Forward<'_>,
 ) -> Result<Reply, ProxyError>
 where
@@ -28,30 +30,47 @@ where
 {
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
-    let client_host = headers.get(HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    if fwd.survey.has(Survey::HOP_BY_HOP) {
-        remove_hop_by_hop(&mut headers);
-    }
-    match &client_host {
-        // Still there once (unless `Connection` named it): an insert would cost,
-        // in a map sized for the client's fields, a second allocation. More than
-        // one `Host` becomes the first.
-        Some(_) if headers.get_all(HOST).iter().count() == 1 => {}
-        Some(host) => {
-            headers.insert(HOST, host.clone());
+    let mut lines = Vec::new();
+    let (client_host, added) = match &raw {
+        // The client's fields rewritten line by line (see `RawHead::rewrite`).
+        Some(raw) => {
+            let client_host = raw.host();
+            let host = match &client_host {
+                Some(host) => host.clone(),
+                None => upstream_host(&fwd)?,
+            };
+            lines.reserve(raw.len() + 64);
+            raw.rewrite(&mut lines, fwd.survey, fwd.cookie_name, &host);
+            let forwarded_for = raw.forwarded_for(fwd.survey);
+            (client_host, fwd.added(forwarded_for, Some(&host)))
         }
         None => {
-            let upstream = HeaderValue::from_str(&fwd.route.upstream)
-                .map_err(|_| ProxyError::BadRequest("invalid host"))?;
-            headers.insert(HOST, upstream);
+            let client_host = headers.get(HOST).cloned().or_else(|| {
+                parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
+            if fwd.survey.has(Survey::HOP_BY_HOP) {
+                remove_hop_by_hop(&mut headers);
+            }
+            match &client_host {
+                // Still there once (unless `Connection` named it): an insert would
+                // cost, in a map sized for the client's fields, a second allocation.
+                // More than one `Host` becomes the first.
+                Some(_) if headers.get_all(HOST).iter().count() == 1 => {}
+                Some(host) => {
+                    headers.insert(HOST, host.clone());
+                }
+                None => {
+                    headers.insert(HOST, upstream_host(&fwd)?);
+                }
+            }
+            let added = fwd.added_fields(&mut headers);
+            (client_host, added)
         }
-    }
-    let added = fwd.added_fields(&mut headers);
+    };
+    drop(raw);
     let body = if body.is_end_stream() {
         // No allocation for the common bodiless request.
         http_body_util::Empty::new()
@@ -64,6 +83,7 @@ where
         method: parts.method,
         target: fwd.path_and_query,
         headers,
+        lines,
         added,
         body,
     };
@@ -114,6 +134,11 @@ where
         response: Response::from_parts(parts, body),
         raw,
     })
+}
+
+/// The scheduler's own address as the `Host` of a request that named none.
+fn upstream_host(fwd: &Forward<'_>) -> Result<HeaderValue, ProxyError> {
+    HeaderValue::from_str(&fwd.route.upstream).map_err(|_| ProxyError::BadRequest("invalid host"))
 }
 
 /// Counts and maps a request the scheduler did not answer.

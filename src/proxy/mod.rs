@@ -6,6 +6,7 @@ pub mod headers;
 mod http;
 pub mod path;
 mod pump;
+pub(crate) mod raw;
 mod relay;
 pub(crate) mod upstream;
 mod upstream_socket;
@@ -28,6 +29,7 @@ use crate::metrics::{AuthResult, RequestKind};
 use crate::routes::Route;
 use crate::state::State;
 use path::Target;
+use raw::{Fields, RawHead};
 
 pub use relay::{relay, relay_checked, Recheck, RelayEnd, RelayLimits};
 
@@ -103,12 +105,23 @@ impl Forward<'_> {
     fn added_fields(&self, headers: &mut HeaderMap) -> headers::Added {
         credentials::strip_surveyed(headers, self.cookie_name, self.survey);
         let host = headers.get(HOST).cloned();
+        let added = self.added(headers::forwarded_for(headers, self.survey), host.as_ref());
+        headers::remove_added(headers, self.survey);
+        added
+    }
+
+    /// The gateway's own fields, after the client's `X-Forwarded-For` values and
+    /// with the `Host` the scheduler gets.
+    fn added<'v>(
+        &self,
+        forwarded_for: impl Iterator<Item = &'v [u8]>,
+        host: Option<&HeaderValue>,
+    ) -> headers::Added {
         headers::added_fields(
-            headers,
-            self.survey,
+            forwarded_for,
             self.client_ip,
             self.proto,
-            host.as_ref(),
+            host,
             self.prefix,
             self.request_id,
         )
@@ -146,26 +159,26 @@ impl Reply {
 }
 
 /// Handles one request on the public listener. Never fails: every error is turned
-/// into a response here, counted, and logged once.
+/// into a response here, counted, and logged once. The request's fields are in its
+/// map, or (from the gateway's own HTTP/1.1 loop) in `raw`, its map empty.
 pub(crate) async fn handle<B: ClientBody>(
     state: Arc<State>,
     req: Request<B>,
+    raw: Option<RawHead>,
     client: SocketAddr,
 ) -> Reply {
     let start = Instant::now();
-    let survey = headers::Survey::of(req.headers());
-    let request_id = match survey
+    let fields = Fields::of(&req, raw.as_ref());
+    let survey = fields.survey();
+    let request_id = survey
         .has(headers::Survey::REQUEST_ID)
-        .then(|| headers::request_id(req.headers()))
+        .then(|| headers::request_id_of(fields))
         .flatten()
-    {
-        Some(id) => id.clone(),
-        None => new_request_id(),
-    };
+        .unwrap_or_else(new_request_id);
     let method = req.method().clone();
     // The URI shares the request head's buffer: kept for the log without a copy.
     let uri = req.uri().clone();
-    let html = survey.has(headers::Survey::ACCEPT) && headers::wants_html(req.headers());
+    let html = survey.has(headers::Survey::ACCEPT) && headers::wants_html_of(fields);
     let kind = if survey.has(headers::Survey::CONNECTION)
         && survey.has(headers::Survey::UPGRADE)
         && headers::is_websocket_upgrade(req.method(), req.headers())
@@ -181,7 +194,7 @@ pub(crate) async fn handle<B: ClientBody>(
         survey,
         request_id: &request_id,
     };
-    let result = dispatch(&state, req, asked, client, &mut outcome).await;
+    let result = dispatch(&state, req, raw, asked, client, &mut outcome).await;
     let id = request_id.to_str().unwrap_or("-");
     let mut reply = match result {
         Ok(reply) => reply,
@@ -253,7 +266,8 @@ struct Asked<'u> {
 
 async fn dispatch<'u, B: ClientBody>(
     state: &Arc<State>,
-    req: Request<B>,
+    mut req: Request<B>,
+    raw: Option<RawHead>,
     asked: Asked<'u>,
     client: SocketAddr,
     outcome: &mut Outcome<'u>,
@@ -264,7 +278,7 @@ async fn dispatch<'u, B: ClientBody>(
         survey,
         request_id,
     } = asked;
-    if headers::header_bytes(req.headers()) > state.upstream.max_header_bytes {
+    if Fields::of(&req, raw.as_ref()).size() > state.upstream.max_header_bytes {
         return Err(ProxyError::HeaderTooLarge);
     }
     let target = path::parse(uri.path(), state.reana_paths).map_err(|_| ProxyError::NotFound)?;
@@ -286,7 +300,17 @@ async fn dispatch<'u, B: ClientBody>(
         credential,
         identity,
         route,
-    } = admit(state, &req, survey, client, workflow, websocket, outcome).await?;
+    } = admit(
+        state,
+        &req,
+        raw.as_ref(),
+        survey,
+        client,
+        workflow,
+        websocket,
+        outcome,
+    )
+    .await?;
 
     let path_and_query = match query.and_then(credentials::strip_query) {
         Some(q) => format!("{rest}?{q}"),
@@ -317,12 +341,17 @@ async fn dispatch<'u, B: ClientBody>(
         recheck,
     };
     if websocket {
+        // The HTTP/1.1 loop hands upgrades to hyper: never a raw head here, but
+        // the handshake would get its fields all the same.
+        if let Some(raw) = &raw {
+            *req.headers_mut() = raw.to_map();
+        }
         // Boxed: the handshake's state is large and most requests are not upgrades.
         Box::pin(ws::forward(state, req, fwd))
             .await
             .map(Reply::from)
     } else {
-        http::forward(state, req, fwd).await
+        http::forward(state, req, raw, fwd).await
     }
 }
 
@@ -347,9 +376,11 @@ struct Admitted {
 
 /// Every check before forwarding, in order: WebSocket Origin, failure limit of the
 /// client address, credential, route, access, cluster readiness.
+#[allow(clippy::too_many_arguments)]
 async fn admit<B>(
     state: &State,
     req: &Request<B>,
+    raw: Option<&RawHead>,
     survey: headers::Survey,
     client: SocketAddr,
     workflow: &str,
@@ -359,11 +390,11 @@ async fn admit<B>(
     if websocket {
         check_origin(state, req)?;
     }
-    let client_ip = limiter::client_addr(client.ip(), req.headers(), &state.trusted_proxies);
+    let fields = Fields::of(req, raw);
+    let client_ip = limiter::client_addr_of(client.ip(), fields, &state.trusted_proxies);
     outcome.client = Some(client_ip);
     let cookie_name = &state.auth_config.cookie_name;
-    let credential =
-        credentials::extract_surveyed(req.headers(), survey, req.uri().query(), cookie_name);
+    let credential = credentials::extract_surveyed(fields, survey, req.uri().query(), cookie_name);
     let (credential, identity) = authenticate(state, credential, client_ip).await?;
     outcome.user = Some(identity.user.clone());
     let route = state

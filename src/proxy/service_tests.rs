@@ -13,7 +13,8 @@ use http::header::{
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use super::upstream::{Outgoing, SendFuture, Upstream, UpstreamFailure};
+use super::raw::RawHead;
+use super::upstream::{Outgoing, RawFields, SendFuture, Upstream, UpstreamFailure};
 use crate::auth::Authenticator;
 use crate::body::{full, Body};
 use crate::config::Config;
@@ -59,10 +60,19 @@ impl Upstream for Fake {
             let Outgoing {
                 method,
                 target,
-                mut headers,
+                headers,
+                lines,
                 added,
                 body,
             } = request;
+            // The fields as the scheduler reads them: the map's, the lines', the
+            // gateway's.
+            let lines = RawFields {
+                lines,
+                has_date: false,
+                has_csp: false,
+            };
+            let mut headers = lines.into_map(headers);
             added.insert_into(&mut headers);
             let body = body
                 .collect()
@@ -149,8 +159,19 @@ impl Harness {
     }
 
     async fn send(&self, req: Request<Body>) -> Response<Body> {
+        self.send_with(req, None).await
+    }
+
+    /// Sends `req` with its fields in `raw` (its map empty), as the gateway's own
+    /// HTTP/1.1 loop does.
+    async fn send_raw(&self, mut req: Request<Body>, raw: RawHead) -> Response<Body> {
+        req.headers_mut().clear();
+        self.send_with(req, Some(raw)).await
+    }
+
+    async fn send_with(&self, req: Request<Body>, raw: Option<RawHead>) -> Response<Body> {
         let client: SocketAddr = CLIENT.parse().expect("addr");
-        let handled = super::handle(Arc::clone(&self.state), req, client);
+        let handled = super::handle(Arc::clone(&self.state), req, raw, client);
         tokio::time::timeout(Duration::from_secs(10), handled)
             .await
             .expect("answered")
@@ -397,4 +418,159 @@ async fn a_scheduler_that_never_answers_is_a_504_at_the_response_timeout() {
     let started = tokio::time::Instant::now();
     assert_eq!(h.send(req).await.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
+
+/// The same request through hyper's map and through the raw head the gateway's own
+/// HTTP/1.1 loop gives: the same answer, and the scheduler gets the same fields.
+mod raw_and_map {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::*;
+
+    /// Field names the proxy reads or rewrites (in several cases) and others.
+    const NAMES: &[&str] = &[
+        "Host",
+        "host",
+        "Cookie",
+        "COOKIE",
+        "Authorization",
+        "Referer",
+        "Connection",
+        "X-Forwarded-For",
+        "x-forwarded-host",
+        "X-Forwarded-Prefix",
+        "X-Request-Id",
+        "Accept",
+        "Keep-Alive",
+        "TE",
+        "Trailer",
+        "Proxy-Authorization",
+        "X-Custom",
+        "x-custom",
+        "User-Agent",
+    ];
+
+    /// Values, among them credentials, lists, spoofed forwarding and oddities.
+    const VALUES: &[&str] = &[
+        "reana.example.org",
+        "other.example.org:8080",
+        "TOKEN",
+        "dask_dashboard_token=TOKEN",
+        "_xsrf=1; dask_dashboard_token=TOKEN; session=s",
+        " a=1 ;; b=2",
+        "session=s",
+        "Bearer TOKEN",
+        "Basic Zm9vOmJhcg==",
+        "https://reana.example.org/w?access_token=TOKEN&tab=2",
+        "https://reana.example.org/w#token=TOKEN",
+        "https://reana.example.org/w",
+        "keep-alive",
+        "close",
+        "keep-alive, X-Custom",
+        "cookie, Host",
+        "x-forwarded-for",
+        "10.0.0.1",
+        " 192.0.2.1 , 198.51.100.2",
+        "",
+        "text/html",
+        "client-id-1",
+        "v\tw",
+        "caf\u{e9}",
+    ];
+
+    fn fields() -> impl Strategy<Value = Vec<(&'static str, &'static str)>> {
+        vec((select(NAMES), select(VALUES)), 0..8)
+    }
+
+    /// What the scheduler got, without the request id (a new one each time when
+    /// the client sent none).
+    fn seen_without_id(h: &Harness) -> Option<(String, HeaderMap)> {
+        let mut seen = h.seen();
+        let mut one = seen.pop()?;
+        one.headers.remove("x-request-id");
+        Some((one.target, one.headers))
+    }
+
+    #[tokio::test]
+    async fn a_browsers_request_reaches_the_scheduler_the_same_both_ways() {
+        let h = Harness::new(ok(vec![]));
+        let cookie = format!("_xsrf=1; dask_dashboard_token={}", h.token("alice"));
+        let fields = [
+            ("Host", "reana.example.org"),
+            ("User-Agent", "Mozilla/5.0"),
+            ("Accept", "text/html"),
+            ("Cookie", cookie.as_str()),
+            ("Connection", "keep-alive"),
+            ("X-Forwarded-For", "192.0.2.1"),
+            (
+                "Referer",
+                "https://reana.example.org/w?access_token=x&tab=2",
+            ),
+        ];
+        let raw = RawHead::from_fields(&fields);
+        let mut req = Request::get("/dashboard/w1/status")
+            .body(full(""))
+            .expect("request");
+        *req.headers_mut() = raw.to_map();
+        assert_eq!(h.send(req).await.status(), StatusCode::OK);
+        let by_map = seen_without_id(&h).expect("forwarded");
+        let req = Request::get("/dashboard/w1/status")
+            .body(full(""))
+            .expect("request");
+        assert_eq!(h.send_raw(req, raw).await.status(), StatusCode::OK);
+        let by_raw = seen_without_id(&h).expect("forwarded");
+        assert_eq!(by_map, by_raw);
+        assert_eq!(by_raw.1["cookie"], "_xsrf=1");
+        assert_eq!(by_raw.1["x-forwarded-for"], "192.0.2.1, 192.0.2.7");
+        assert_eq!(by_raw.1["referer"], "https://reana.example.org/w?tab=2");
+    }
+
+    proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: crate::props::config().cases.min(2_000),
+            ..crate::props::config()
+        })]
+
+        #[test]
+        fn both_ways_send_the_scheduler_the_same_fields(
+            mut fields in fields(),
+            signed_in in any::<bool>(),
+        ) {
+            // Half the requests carry the gateway's cookie first, so that most of
+            // them reach the scheduler.
+            if signed_in {
+                fields.insert(0, ("cookie", "dask_dashboard_token=TOKEN"));
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let h = Harness::new(ok(vec![]));
+            let token = h.token("alice");
+            let fields: Vec<(&str, String)> = fields
+                .into_iter()
+                .map(|(name, value)| (name, value.replace("TOKEN", &token)))
+                .collect();
+            let pairs: Vec<(&str, &str)> =
+                fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let raw = RawHead::from_fields(&pairs);
+            let request = || {
+                let mut req = Request::get("/dashboard/w1/status?a=1")
+                    .body(full(""))
+                    .expect("request");
+                *req.headers_mut() = raw.to_map();
+                req
+            };
+            let (by_map, by_raw) = runtime.block_on(async {
+                let by_map = h.send(request()).await.status();
+                let seen_map = seen_without_id(&h);
+                let by_raw = h.send_raw(request(), RawHead::from_fields(&pairs)).await.status();
+                let seen_raw = seen_without_id(&h);
+                ((by_map, seen_map), (by_raw, seen_raw))
+            });
+            prop_assert_eq!(by_map, by_raw);
+        }
+    }
 }

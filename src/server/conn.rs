@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::rewind::Rewind;
 use super::{h1, ConnSettings};
 use crate::body::{Body, RequestBody};
+use crate::proxy::raw::RawHead;
 use crate::proxy::Reply;
 
 /// What a connection's task, its service and its HTTP/2 streams share.
@@ -106,7 +107,7 @@ struct ConnService<H> {
 
 impl<H, F> hyper::service::Service<Request<Incoming>> for ConnService<H>
 where
-    H: Fn(Request<RequestBody>, SocketAddr) -> F,
+    H: Fn(Request<RequestBody>, Option<RawHead>, SocketAddr) -> F,
     F: Future<Output = Reply>,
 {
     type Response = Response<Body>;
@@ -115,7 +116,7 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.conn.started.store(true, Ordering::Relaxed);
-        let future = (self.handler)(req.map(RequestBody::Hyper), self.peer);
+        let future = (self.handler)(req.map(RequestBody::Hyper), None, self.peer);
         futures_util::FutureExt::map(future, for_hyper)
     }
 }
@@ -167,7 +168,7 @@ pub(super) async fn serve<H, F>(
     handler: H,
     ends: Ends,
 ) where
-    H: Fn(Request<RequestBody>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Option<RawHead>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
 {
     let accepted = Instant::now();

@@ -21,7 +21,7 @@ use std::task::Poll;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::ConnSettings;
 use crate::body::RequestBody;
+use crate::proxy::headers::name_is;
+use crate::proxy::raw::{FieldAt, RawHead};
 use crate::proxy::upstream::RawFields;
 use crate::proxy::Reply;
 
@@ -58,7 +60,9 @@ pub(super) enum Ended {
 
 /// What the connection needs to know about a request head besides the request.
 struct Head {
+    /// The request, with an empty header map: its fields are in `raw`.
     request: Request<RequestBody>,
+    raw: RawHead,
     /// The client asked to close the connection after this response.
     close: bool,
 }
@@ -88,7 +92,7 @@ pub(super) async fn serve<H, F>(
     started: &AtomicBool,
 ) -> Ended
 where
-    H: Fn(Request<RequestBody>, SocketAddr) -> F,
+    H: Fn(Request<RequestBody>, Option<RawHead>, SocketAddr) -> F,
     F: std::future::Future<Output = Reply>,
 {
     // As hyper's read buffer: the handler answers 431 for heads above the exact limit.
@@ -162,7 +166,7 @@ where
         };
         started.store(true, Ordering::Relaxed);
         let head_only = head.request.method() == Method::HEAD;
-        let response = handler(head.request, peer).await;
+        let response = handler(head.request, Some(head.raw), peer).await;
         let close = head.close || stop.is_cancelled();
         match write_response(stream, response, head_only, close, &mut out).await {
             Ok(true) => {}
@@ -190,9 +194,6 @@ enum Woke {
     Deadline,
     Stop,
 }
-
-/// Where a field's name and value lie in a request head: offsets and lengths.
-type FieldAt = (usize, usize, usize, usize);
 
 /// Takes a complete request head off the front of `buf` when it holds one this loop
 /// serves. Nothing is taken otherwise. `fields` is scratch space, kept by the
@@ -238,7 +239,7 @@ fn parse(buf: &mut BytesMut, fields: &mut Vec<FieldAt>) -> Parsed {
         )
     }));
     let head = buf.split_to(len).freeze();
-    let Some(request) = build(&head, method, path, fields) else {
+    let Some(request) = build(&head, method, path) else {
         // hyper reads it again (and answers it as it sees fit).
         let mut whole = BytesMut::with_capacity(head.len() + buf.len());
         whole.extend_from_slice(&head);
@@ -246,32 +247,27 @@ fn parse(buf: &mut BytesMut, fields: &mut Vec<FieldAt>) -> Parsed {
         *buf = whole;
         return Parsed::Other;
     };
-    Parsed::Complete(Head { request, close })
+    // No map: httparse took names that are tokens and values without control
+    // characters but tabs, which is what `http`'s types take too.
+    let raw = RawHead::new(head, fields.clone());
+    Parsed::Complete(Head {
+        request,
+        raw,
+        close,
+    })
 }
 
-/// The request, its URI and field values sharing `head`'s bytes. `None` when a part
-/// is not what `http` accepts.
+/// The request, its URI sharing `head`'s bytes. `None` when the target is not what
+/// `http` accepts.
 fn build(
     head: &Bytes,
     method: Method,
     (path_at, path_len): (usize, usize),
-    fields: &[FieldAt],
 ) -> Option<Request<RequestBody>> {
     let uri = Uri::from_maybe_shared(head.slice(path_at..path_at + path_len)).ok()?;
-    // The proxy adds no field to this map (its own go after it on the wire), but
-    // an entry lookup (the Cookie rewrite) reserves room for one more: one spare
-    // slot, so that the map is never reallocated.
-    let mut headers = HeaderMap::with_capacity(fields.len() + 1);
-    for &(name_at, name_len, value_at, value_len) in fields {
-        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len]).ok()?;
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len)).ok()?;
-        headers.append(name, value);
-    }
     let mut request = Request::new(RequestBody::Empty);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
-    *request.headers_mut() = headers;
     Some(request)
 }
 
@@ -287,7 +283,7 @@ enum Field {
 }
 
 fn classify(name: &[u8], value: &[u8]) -> Field {
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    let is = |n: &str| name_is(name, n);
     match name.len() {
         14 if is("content-length") => Field::NotServed,
         17 if is("transfer-encoding") => Field::NotServed,

@@ -93,6 +93,7 @@ fn get(target: &str) -> Outgoing {
         method: Method::GET,
         target: target.into(),
         headers,
+        lines: Vec::new(),
         added: Added::none(),
         body: http_body_util::Empty::new()
             .map_err(|never| match never {})

@@ -43,6 +43,9 @@ pub(crate) struct Outgoing {
     pub(crate) target: String,
     /// Header fields, `Host` included; framing headers are the client's business.
     pub(crate) headers: HeaderMap,
+    /// More of them as `name: value\r\n` lines, sent after `headers` (the client's
+    /// fields rewritten without a map, `Host` included).
+    pub(crate) lines: Vec<u8>,
     /// The gateway's own fields, sent after `headers`.
     pub(crate) added: Added,
     /// The body.
@@ -212,12 +215,18 @@ impl Encoded {
             method,
             target,
             headers,
+            lines,
             added,
             body,
         } = request;
         let framing = RequestFraming::new(&method, body.size_hint().exact(), body.is_end_stream());
-        let mut head = Vec::with_capacity(256 + target.len() + 32 * headers.len());
-        wire::encode_request_head(&mut head, &method, &target, &headers, &added, framing)?;
+        let mut head = Vec::with_capacity(256 + target.len() + 32 * headers.len() + lines.len());
+        let fields = wire::Fields {
+            headers: &headers,
+            lines: &lines,
+            added: &added,
+        };
+        wire::encode_request_head(&mut head, &method, &target, fields, framing)?;
         Ok(Encoded {
             method,
             head,

@@ -9,7 +9,7 @@ use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 use super::UpstreamFailure;
-use crate::proxy::headers::{is_hop_by_hop, names_another_field, Added};
+use crate::proxy::headers::{is_hop_by_hop, name_is, names_another_field, Added};
 
 /// Most header fields read in one response head.
 const MAX_RESPONSE_HEADERS: usize = 128;
@@ -52,15 +52,28 @@ impl RequestFraming {
     }
 }
 
+/// A request's header fields for the wire: a map, lines, and the gateway's own.
+#[derive(Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    pub(crate) headers: &'a HeaderMap,
+    /// `name: value\r\n` lines without framing fields.
+    pub(crate) lines: &'a [u8],
+    pub(crate) added: &'a Added,
+}
+
 /// Writes the request head into `out`: request line, every header of `headers` but
-/// the framing ones (and `Expect`: the gateway sends the body at once), then the
-/// framing header. `target` must be an origin-form request target.
+/// the framing ones (and `Expect`: the gateway sends the body at once), the lines,
+/// the gateway's fields, then the framing header. `target` must be an origin-form
+/// request target.
 pub(crate) fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
-    headers: &HeaderMap,
-    added: &Added,
+    Fields {
+        headers,
+        lines,
+        added,
+    }: Fields<'_>,
     framing: RequestFraming,
 ) -> Result<(), UpstreamFailure> {
     // hyper validated the client's target; this keeps a rewritten one honest too.
@@ -80,6 +93,7 @@ pub(crate) fn encode_request_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(lines);
     added.encode(out);
     match framing {
         RequestFraming::None => {}
@@ -335,19 +349,19 @@ impl Scan {
         let mut seen = 0u64;
         for (i, field) in fields.iter().enumerate() {
             let name = field.name.as_bytes();
-            let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+            let is = |known: &str| name_is(name, known);
             match name.len() {
-                17 if is(b"transfer-encoding") => {
+                17 if is("transfer-encoding") => {
                     scan.transfer_encoding = true;
                     if let Some(last) = list(field.value).last() {
                         scan.chunked = last.eq_ignore_ascii_case(b"chunked");
                     }
                 }
-                14 if is(b"content-length") => {
+                14 if is("content-length") => {
                     scan.has_length = true;
                     scan.add_length(field.value);
                 }
-                10 if is(b"connection") => {
+                10 if is("connection") => {
                     for option in list(field.value) {
                         if option.eq_ignore_ascii_case(b"close") {
                             scan.close = true;
@@ -358,9 +372,9 @@ impl Scan {
                         }
                     }
                 }
-                8 if is(b"location") => scan.location = true,
-                4 if is(b"date") => scan.date = true,
-                23 if is(b"content-security-policy") => scan.csp = true,
+                8 if is("location") => scan.location = true,
+                4 if is("date") => scan.date = true,
+                23 if is("content-security-policy") => scan.csp = true,
                 _ => {}
             }
             let (Some(first), Some(last)) = (name.first(), name.last()) else {

@@ -16,8 +16,12 @@ fn head(
         );
     }
     let mut out = Vec::new();
-    encode_request_head(&mut out, method, target, &map, &Added::none(), framing)
-        .expect("encodable");
+    let fields = super::Fields {
+        headers: &map,
+        lines: &[],
+        added: &Added::none(),
+    };
+    encode_request_head(&mut out, method, target, fields, framing).expect("encodable");
     String::from_utf8(out).expect("ascii")
 }
 
@@ -79,8 +83,11 @@ fn targets_that_could_split_the_request_line_are_refused() {
             &mut out,
             &Method::GET,
             target,
-            &HeaderMap::new(),
-            &Added::none(),
+            Fields {
+                headers: &HeaderMap::new(),
+                lines: &[],
+                added: &Added::none(),
+            },
             RequestFraming::None,
         );
         assert_eq!(result, Err(UpstreamFailure::InvalidRequest), "{target:?}");
