@@ -243,13 +243,22 @@ pub(crate) fn parse_response_head(
     if raw_framing && !scan.location && !scan.repeats_apart {
         // Room for the proxy's own fields too (a policy, the request id).
         let mut lines = Vec::with_capacity(len + RAW_ROOM);
+        let head = &buf[..len];
+        let base = head.as_ptr() as usize;
         for field in fields.iter().filter(|f| kept(f.name.as_bytes())) {
+            let name = field.name.as_bytes();
             let at = lines.len();
-            lines.extend_from_slice(field.name.as_bytes());
-            lines[at..].make_ascii_lowercase();
-            lines.extend_from_slice(b": ");
-            lines.extend_from_slice(field.value);
-            lines.extend_from_slice(b"\r\n");
+            match usual_line(head, base, name, field.value) {
+                // Written as it will be sent: one copy.
+                Some(line) => lines.extend_from_slice(line),
+                None => {
+                    lines.extend_from_slice(name);
+                    lines.extend_from_slice(b": ");
+                    lines.extend_from_slice(field.value);
+                    lines.extend_from_slice(b"\r\n");
+                }
+            }
+            lines[at..at + name.len()].make_ascii_lowercase();
         }
         let raw = RawFields {
             lines,
@@ -289,6 +298,19 @@ pub(crate) fn parse_response_head(
         framing,
         keep_alive,
     }))
+}
+
+/// A field's line in `head` (which starts at address `base`) when it has the usual
+/// form, `name: value\r\n`, with the name and value httparse read.
+fn usual_line<'h>(head: &'h [u8], base: usize, name: &[u8], value: &[u8]) -> Option<&'h [u8]> {
+    let start = (name.as_ptr() as usize).checked_sub(base)?;
+    let value_at = start + name.len() + 2;
+    let end = value_at + value.len();
+    let line = head.get(start..end + 2)?;
+    let usual = line[name.len()..name.len() + 2] == *b": "
+        && std::ptr::eq(line[value_at - start..].as_ptr(), value.as_ptr())
+        && line[end - start..] == *b"\r\n";
+    usual.then_some(line)
 }
 
 /// The comma-separated items of every field named `name`, trimmed, empty ones left

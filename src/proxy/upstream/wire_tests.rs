@@ -267,6 +267,21 @@ fn hop_by_hop_fields_stop_at_the_parser() {
 }
 
 #[test]
+fn lines_of_any_form_are_written_in_the_usual_one() {
+    // Without a space, with several, with trailing blanks, empty, in any case: each
+    // becomes `name: value` in lower case, as the usual form is copied.
+    let head = parsed(
+        "HTTP/1.1 200 OK\r\nX-A:one\r\nX-B:   two\r\nX-C: three  \r\nX-Empty:\r\nX-E: \r\nX-Usual: four\r\nCONTENT-LENGTH: 0\r\n\r\n",
+        &Method::HEAD,
+    );
+    let raw = head.raw.expect("kept as lines");
+    assert_eq!(
+        std::str::from_utf8(&raw.lines).unwrap(),
+        "x-a: one\r\nx-b: two\r\nx-c: three\r\nx-empty: \r\nx-e: \r\nx-usual: four\r\ncontent-length: 0\r\n"
+    );
+}
+
+#[test]
 fn fields_of_a_plain_response_are_kept_as_the_lines_a_client_gets() {
     let head = parsed(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\nContent-Length: 3\r\n\r\nabc",
