@@ -87,7 +87,8 @@ pub(crate) struct Forward<'a> {
     cookie_name: &'a str,
     /// The client's fields, surveyed before any was changed.
     survey: headers::Survey,
-    /// When the caller's credential expires (closes WebSockets).
+    /// When the caller's credential expires (closes WebSockets; `None` for plain
+    /// requests).
     deadline: Option<tokio::time::Instant>,
     /// Periodic re-check of an introspected credential (closes WebSockets).
     recheck: Option<Recheck>,
@@ -337,7 +338,11 @@ async fn dispatch<'u, B: ClientBody>(
         request_id,
         cookie_name: &state.auth_config.cookie_name,
         survey,
-        deadline: identity.expires_at.map(deadline_instant),
+        // Only a WebSocket outlives its request: two clock readings saved otherwise.
+        deadline: identity
+            .expires_at
+            .filter(|_| websocket)
+            .map(deadline_instant),
         recheck,
     };
     if websocket {
