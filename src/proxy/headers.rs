@@ -439,10 +439,8 @@ pub(crate) fn request_id_of(fields: Fields<'_>) -> Option<HeaderValue> {
     match fields {
         Fields::Map(headers) => request_id(headers).cloned(),
         Fields::Raw(raw) => raw
-            .values(X_REQUEST_ID.as_str())
-            .next()
-            .filter(|value| valid_request_id(value))
-            .and_then(|value| raw.value(value)),
+            .first_value(X_REQUEST_ID.as_str())
+            .filter(|value| valid_request_id(value.as_bytes())),
     }
 }
 

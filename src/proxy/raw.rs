@@ -72,27 +72,48 @@ impl RawHead {
         }
     }
 
-    /// Whether a `Connection` field names `name` besides the always-removed
-    /// hop-by-hop fields (then it is for this hop only).
-    pub(crate) fn nominates(&self, name: &[u8], survey: Survey) -> bool {
-        survey.has(Survey::CONNECTION)
-            && self
-                .values(CONNECTION.as_str())
-                .flat_map(|value| value.split(|&b| b == b','))
-                .map(<[u8]>::trim_ascii)
-                .any(|option| names_another_field(option) && option.eq_ignore_ascii_case(name))
+    /// The options of the `Connection` fields that name a field besides the
+    /// always-removed hop-by-hop ones (those fields are for this hop only).
+    fn nominated(&self, survey: Survey) -> impl Iterator<Item = &[u8]> + '_ {
+        let name = if survey.has(Survey::CONNECTION) {
+            CONNECTION.as_str()
+        } else {
+            // No field has an empty name: nothing.
+            ""
+        };
+        self.values(name)
+            .flat_map(|value| value.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|option| names_another_field(option))
     }
 
-    /// A value of this head as a header value, sharing its bytes.
-    pub(crate) fn value(&self, value: &[u8]) -> Option<HeaderValue> {
-        HeaderValue::from_maybe_shared(self.head.slice_ref(value)).ok()
+    /// Whether a `Connection` field names `name` (see [`RawHead::nominated`]).
+    pub(crate) fn nominates(&self, name: &[u8], survey: Survey) -> bool {
+        self.nominated(survey)
+            .any(|option| option.eq_ignore_ascii_case(name))
+    }
+
+    /// The value at `at` as a header value, sharing the head's bytes.
+    fn shared(&self, (value_at, value_len): (usize, usize)) -> Option<HeaderValue> {
+        HeaderValue::from_maybe_shared(self.head.slice(value_at..value_at + value_len)).ok()
+    }
+
+    /// The first value of `name` (lower case) as a header value, sharing the head's
+    /// bytes.
+    pub(crate) fn first_value(&self, name: &str) -> Option<HeaderValue> {
+        let &(_, _, value_at, value_len) =
+            self.fields.iter().find(|&&(name_at, name_len, _, _)| {
+                name_is(&self.head[name_at..name_at + name_len], name)
+            })?;
+        self.shared((value_at, value_len))
     }
 
     /// The fields in a map (what hyper would have given the proxy).
     pub(crate) fn to_map(&self) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(self.fields.len());
-        for (name, value) in self.iter() {
-            if let (Ok(name), Some(value)) = (HeaderName::from_bytes(name), self.value(value)) {
+        for &(name_at, name_len, value_at, value_len) in &self.fields {
+            let name = HeaderName::from_bytes(&self.head[name_at..name_at + name_len]);
+            if let (Ok(name), Some(value)) = (name, self.shared((value_at, value_len))) {
                 map.append(name, value);
             }
         }
@@ -120,9 +141,7 @@ impl RawHead {
 
     /// The client's `Host` (the first), as the scheduler gets it.
     pub(crate) fn host(&self) -> Option<HeaderValue> {
-        self.values(HOST.as_str())
-            .next()
-            .and_then(|value| self.value(value))
+        self.first_value(HOST.as_str())
     }
 
     /// Writes the client's fields for the scheduler into `out` as `name: value`
@@ -138,11 +157,7 @@ impl RawHead {
         host: &HeaderValue,
     ) {
         // Nearly always `keep-alive` or nothing: then no name needs a look.
-        let lists_fields = survey.has(Survey::CONNECTION)
-            && self
-                .values(CONNECTION.as_str())
-                .flat_map(|value| value.split(|&b| b == b','))
-                .any(|option| names_another_field(option.trim_ascii()));
+        let lists_fields = self.nominated(survey).next().is_some();
         let cookies_touched = survey.has(Survey::COOKIE)
             && self
                 .values(COOKIE.as_str())
@@ -161,10 +176,8 @@ impl RawHead {
                     line(out, COOKIE.as_str().as_bytes(), &kept);
                 }
             } else if bits & Survey::REFERER != 0 {
-                match credentials::stripped_referer_bytes(value) {
-                    Some(std::borrow::Cow::Borrowed(value)) => line(out, b"referer", value),
-                    Some(std::borrow::Cow::Owned(value)) => line(out, b"referer", &value),
-                    None => {}
+                if let Some(value) = credentials::stripped_referer_bytes(value) {
+                    line(out, b"referer", &value);
                 }
             } else {
                 let at = out.len();
