@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,10 @@ pub struct FailureLimiter {
     buckets: DashMap<IpAddr, Bucket>,
     /// Insertion order; every insertion or removal of `buckets` happens under it.
     order: Mutex<VecDeque<IpAddr>>,
+    /// Whether any address is tracked, written under `order`: the check of every
+    /// request reads this flag and, while no client has failed, neither locks a
+    /// shard of `buckets` nor reads the clock.
+    any: AtomicBool,
 }
 
 impl FailureLimiter {
@@ -100,11 +105,15 @@ impl FailureLimiter {
             max_clients: cfg.max_clients,
             buckets: DashMap::new(),
             order: Mutex::new(VecDeque::new()),
+            any: AtomicBool::new(false),
         }
     }
 
     /// `Err(retry after)` when `addr` has used up its failures.
     pub fn check(&self, addr: IpAddr) -> Result<(), Duration> {
+        if !self.any.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         self.check_at(addr, Instant::now())
     }
 
@@ -166,6 +175,7 @@ impl FailureLimiter {
                     None => break,
                 }
             }
+            self.any.store(!order.is_empty(), Ordering::Relaxed);
         }
     }
 }
@@ -288,6 +298,16 @@ mod tests {
             l.record_at(a, later);
         }
         assert!(l.check_at(a, later).is_err());
+    }
+
+    #[test]
+    fn the_check_sees_failures_recorded_through_the_public_calls() {
+        let l = limiter(1, 0.001, 16);
+        let a = ip("192.0.2.1");
+        assert_eq!(l.check(a), Ok(()), "nobody has failed yet");
+        l.record_failure(a);
+        assert!(l.check(a).is_err(), "the failure counts");
+        assert_eq!(l.check(ip("192.0.2.2")), Ok(()), "others are not limited");
     }
 
     #[test]
