@@ -204,7 +204,7 @@ impl Gateway {
             release: release.clone(),
             handoffs: state.metrics.http1_handoffs(),
         };
-        let mut workers = Vec::with_capacity(public.len());
+        let mut workers: Vec<server::Worker> = Vec::with_capacity(public.len());
         for (index, listener) in public.into_iter().enumerate() {
             let worker_state = Arc::new(state.for_worker());
             let started = server::Worker::start(
@@ -212,6 +212,8 @@ impl Gateway {
                 listener,
                 move |req, raw, peer| proxy::handle(Arc::clone(&worker_state), req, raw, peer),
                 serving.clone(),
+                state.metrics.connections_accepted(index),
+                workers.last(),
             );
             match started {
                 Ok(worker) => workers.push(worker),
@@ -226,6 +228,7 @@ impl Gateway {
         // and its connections are dropped as it stops.
         let admin_task = tokio::spawn(server::serve(
             admin,
+            server::Accepting::Always,
             None,
             settings,
             move |mut req: http::Request<_>, raw: Option<proxy::raw::RawHead>, _peer| {
@@ -238,7 +241,9 @@ impl Gateway {
             },
             stop_admin.clone(),
             stop_admin.clone(),
-            // The admin listener's hand-offs are not the dashboards' business.
+            // The admin listener's hand-offs and connections are not the dashboards'
+            // business.
+            Counter::default(),
             Counter::default(),
         ));
 

@@ -145,6 +145,11 @@ struct UpstreamLabels {
     reason: UpstreamError,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ThreadLabels {
+    thread: u64,
+}
+
 const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -168,6 +173,7 @@ pub struct Metrics {
     discovery_events: Counter,
     discovery_lag: Histogram,
     http1_handoffs: Counter,
+    connections_accepted: Family<ThreadLabels, Counter>,
     log_lines_dropped: Arc<OnceLock<LogDrops>>,
 }
 
@@ -261,6 +267,12 @@ impl Default for Metrics {
             "Connections the gateway's own HTTP/1.1 loop handed to hyper (a request with a body, an upgrade, HTTP/1.0, a head it could not read)",
             http1_handoffs.clone(),
         );
+        let connections_accepted = Family::<ThreadLabels, Counter>::default();
+        registry.register(
+            "connections_accepted",
+            "Connections accepted on the public listener, by serving thread (the first takes them all until it is busy)",
+            connections_accepted.clone(),
+        );
         let log_lines_dropped = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(DroppedLogLines(Arc::clone(&log_lines_dropped))));
         Metrics {
@@ -280,6 +292,7 @@ impl Default for Metrics {
             discovery_events,
             discovery_lag,
             http1_handoffs,
+            connections_accepted,
             log_lines_dropped,
         }
     }
@@ -294,6 +307,14 @@ impl Metrics {
     /// The counter of connections handed from the gateway's HTTP/1.1 loop to hyper.
     pub(crate) fn http1_handoffs(&self) -> Counter {
         self.http1_handoffs.clone()
+    }
+
+    /// The counter of connections serving thread `thread` (from 0) accepted.
+    pub(crate) fn connections_accepted(&self, thread: usize) -> Counter {
+        let thread = u64::try_from(thread).unwrap_or(u64::MAX);
+        self.connections_accepted
+            .get_or_create(&ThreadLabels { thread })
+            .clone()
     }
 
     /// Counts a finished request (or WebSocket handshake) and its duration.

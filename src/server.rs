@@ -1,10 +1,12 @@
 //! Listeners: the accept loop (plain TCP or TLS), HTTP/1.1 and HTTP/2 with upgrades,
 //! the graceful drain of open connections when shutdown begins, and the serving
-//! threads: one single-threaded runtime per thread, each with its own listener on the
-//! shared port, so a connection lives on one thread from accept to close.
+//! threads: one single-threaded runtime per thread, all accepting from one listening
+//! socket as `placement` decides, so a connection lives on one thread from accept to
+//! close.
 
 mod conn;
 mod h1;
+mod placement;
 mod rewind;
 
 use std::future::Future;
@@ -16,8 +18,9 @@ use http::Request;
 use prometheus_client::metrics::counter::Counter;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
+use tokio::runtime::RuntimeMetrics;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,6 +29,8 @@ use crate::body::RequestBody;
 use crate::config::ServerConfig;
 use crate::proxy::raw::RawHead;
 use crate::proxy::Reply;
+pub(crate) use placement::Accepting;
+use placement::RuntimeLoad;
 
 /// Connection-level settings of a listener.
 #[derive(Debug, Clone, Copy)]
@@ -62,28 +67,24 @@ impl ConnSettings {
     }
 }
 
-/// Binds `count` listeners on `addr` that share one port (`SO_REUSEPORT` when there
-/// are several; the kernel spreads new connections over them). Port 0 picks one port
-/// for all.
+/// Binds one listening socket on `addr` and hands out `count` handles to it (one per
+/// serving thread; see `placement` for which of them accepts when).
 pub(crate) fn bind_shared(
     addr: SocketAddr,
     count: usize,
 ) -> io::Result<Vec<std::net::TcpListener>> {
-    let first = listener(addr, count > 1)?;
-    let addr = first.local_addr()?;
-    let mut all = vec![first];
+    let first = listener(addr)?;
+    let mut all = Vec::with_capacity(count.max(1));
     for _ in 1..count {
-        all.push(listener(addr, true)?);
+        all.push(first.try_clone()?);
     }
+    all.insert(0, first);
     Ok(all)
 }
 
-fn listener(addr: SocketAddr, share: bool) -> io::Result<std::net::TcpListener> {
+fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    if share {
-        socket.set_reuse_port(true)?;
-    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -113,17 +114,22 @@ pub(crate) struct Worker {
     pub(crate) served: oneshot::Receiver<()>,
     /// Resolves when the thread's runtime, and all that ran on it, is gone.
     ended: oneshot::Receiver<()>,
+    /// The thread's runtime's metrics (how busy it is).
+    metrics: RuntimeMetrics,
 }
 
 impl Worker {
     /// Starts a thread serving `listener` with `handler` until `serving.stop`; the
     /// thread and its runtime (with whatever still runs on it) end once
-    /// `serving.release` is cancelled.
+    /// `serving.release` is cancelled. The first thread (`before` is `None`) accepts
+    /// always, the others while the thread `before` them is busy.
     pub(crate) fn start<H, F>(
         index: usize,
         listener: std::net::TcpListener,
         handler: H,
         serving: Serving,
+        accepted: Counter,
+        before: Option<&Worker>,
     ) -> io::Result<Worker>
     where
         H: Fn(Request<RequestBody>, Option<RawHead>, SocketAddr) -> F
@@ -136,6 +142,13 @@ impl Worker {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let metrics = runtime.metrics();
+        let accepting = match before {
+            None => Accepting::Always,
+            Some(before) => {
+                Accepting::WhileBusy(Box::new(RuntimeLoad::new(before.metrics.clone())))
+            }
+        };
         let (done, served) = oneshot::channel();
         let (gone, ended) = oneshot::channel();
         std::thread::Builder::new()
@@ -153,12 +166,14 @@ impl Worker {
                         Ok(listener) => {
                             serve(
                                 listener,
+                                accepting,
                                 tls,
                                 settings,
                                 handler,
                                 stop,
                                 release.clone(),
                                 handoffs,
+                                accepted,
                             )
                             .await;
                         }
@@ -171,7 +186,11 @@ impl Worker {
                 drop(runtime);
                 let _ = gone.send(());
             })?;
-        Ok(Worker { served, ended })
+        Ok(Worker {
+            served,
+            ended,
+            metrics,
+        })
     }
 
     /// Waits until `by` at the latest for the thread to end after its release.
@@ -180,18 +199,21 @@ impl Worker {
     }
 }
 
-/// Serves `listener` until `stop` is cancelled, then lets open HTTP connections
-/// finish (upgraded connections are tracked by their owner) until they have, or
-/// until `abort` is cancelled: the shutdown deadline, when what is still open is
-/// dropped.
+/// Serves `listener` (when `accepting` says so) until `stop` is cancelled, then
+/// lets open HTTP connections finish (upgraded connections are tracked by their
+/// owner) until they have, or until `abort` is cancelled: the shutdown deadline, when
+/// what is still open is dropped.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
+    mut accepting: Accepting,
     tls: Option<TlsAcceptor>,
     settings: ConnSettings,
     handler: H,
     stop: CancellationToken,
     abort: CancellationToken,
     handoffs: Counter,
+    accepted: Counter,
 ) where
     H: Fn(Request<RequestBody>, Option<RawHead>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
@@ -200,10 +222,21 @@ pub(crate) async fn serve<H, F>(
     // with every other thread's (cancelling `stop` cancels it).
     let stop = stop.child_token();
     let connections = TaskTracker::new();
+    let mut listener = Listener::Polled(listener);
+    if !accepting.at_start() {
+        listener = listener.set(false);
+    }
+    let mut probe = tokio::time::interval(placement::PROBE_EVERY);
+    probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
+            _ = probe.tick(), if accepting.probes() => {
+                let open = accepting.probe(listener.is_polled());
+                listener = listener.set(open);
+                continue;
+            }
+            accepted = listener.accept(), if listener.is_polled() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -213,6 +246,7 @@ pub(crate) async fn serve<H, F>(
                 }
             },
         };
+        accepted.inc();
         let _ = stream.set_nodelay(true);
         let ends = conn::Ends {
             stop: stop.clone(),
@@ -240,3 +274,56 @@ pub(crate) async fn serve<H, F>(
         }
     }
 }
+
+/// A serving thread's handle on the listening socket: polled by its runtime, or set
+/// aside (not registered with it, so that new connections do not wake the thread).
+enum Listener {
+    Polled(TcpListener),
+    Aside(std::net::TcpListener),
+    /// Lost in a failed change (logged); the other threads still accept.
+    Lost,
+}
+
+impl Listener {
+    fn is_polled(&self) -> bool {
+        matches!(self, Listener::Polled(_))
+    }
+
+    async fn accept(&self) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+        match self {
+            Listener::Polled(listener) => listener.accept().await,
+            Listener::Aside(_) | Listener::Lost => std::future::pending().await,
+        }
+    }
+
+    /// Polled when `polled`, set aside otherwise.
+    fn set(self, polled: bool) -> Listener {
+        match (self, polled) {
+            (Listener::Aside(listener), true) => match TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    tracing::debug!("serving thread accepting");
+                    Listener::Polled(listener)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "serving thread cannot poll the listener");
+                    Listener::Lost
+                }
+            },
+            (Listener::Polled(listener), false) => match listener.into_std() {
+                Ok(listener) => {
+                    tracing::debug!("serving thread no longer accepting");
+                    Listener::Aside(listener)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "serving thread cannot set the listener aside");
+                    Listener::Lost
+                }
+            },
+            (unchanged, _) => unchanged,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "server/serve_tests.rs"]
+mod serve_tests;

@@ -87,8 +87,9 @@ pub struct ServerConfig {
     /// later request on its connection), TLS and HTTP/2 by hyper. `false`: hyper
     /// serves everything.
     pub native_http1: bool,
-    /// Serving threads, each a single-threaded runtime with its own listener
-    /// (`SO_REUSEPORT`) and upstream pool.
+    /// Serving threads, each a single-threaded runtime with its own upstream pool,
+    /// accepting from one shared listening socket (the first always, each further
+    /// one while the thread before it is busy).
     pub threads: usize,
 }
 
