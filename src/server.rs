@@ -30,7 +30,7 @@ use crate::config::ServerConfig;
 use crate::proxy::raw::RawHead;
 use crate::proxy::Reply;
 pub(crate) use placement::Accepting;
-use placement::RuntimeLoad;
+use placement::{CpuLoad, ThreadCell};
 
 /// Connection-level settings of a listener.
 #[derive(Debug, Clone, Copy)]
@@ -114,8 +114,9 @@ pub(crate) struct Worker {
     pub(crate) served: oneshot::Receiver<()>,
     /// Resolves when the thread's runtime, and all that ran on it, is gone.
     ended: oneshot::Receiver<()>,
-    /// The thread's runtime's metrics (how busy it is).
+    /// The thread's runtime's metrics and kernel thread id (how busy it is).
     metrics: RuntimeMetrics,
+    thread: ThreadCell,
 }
 
 impl Worker {
@@ -143,17 +144,21 @@ impl Worker {
             .enable_all()
             .build()?;
         let metrics = runtime.metrics();
+        let thread = ThreadCell::default();
         let accepting = match before {
             None => Accepting::Always,
-            Some(before) => {
-                Accepting::WhileBusy(Box::new(RuntimeLoad::new(before.metrics.clone())))
-            }
+            Some(before) => Accepting::WhileBusy(Box::new(CpuLoad::new(
+                before.thread.clone(),
+                before.metrics.clone(),
+            ))),
         };
+        let this_thread = thread.clone();
         let (done, served) = oneshot::channel();
         let (gone, ended) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("ddg-serve-{index}"))
             .spawn(move || {
+                this_thread.set_to_current();
                 runtime.block_on(async move {
                     let Serving {
                         tls,
@@ -190,6 +195,7 @@ impl Worker {
             served,
             ended,
             metrics,
+            thread,
         })
     }
 

@@ -5,7 +5,14 @@
 //! with half each (each wake-up is a context switch and cold caches), while a load
 //! that keeps a thread busy spreads over the next ones as new connections arrive.
 //! Once accepted, a connection stays on its thread until it closes.
+//!
+//! Busy means CPU time: the share of the last second the thread before ran on a CPU.
+//! Only a thread near a whole CPU is helped by another one; a thread that waits for
+//! a CPU other processes hold is not helped by a second thread competing for the
+//! same CPUs.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::runtime::RuntimeMetrics;
@@ -14,22 +21,116 @@ use tokio::time::Instant;
 /// How often a waiting thread looks at the load of the thread before it.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(100);
 
-/// A thread starts accepting when the thread before it was busy for at least this
-/// share of the last probe interval...
-pub(crate) const OPEN_AT: f64 = 0.75;
+/// A thread starts accepting when the thread before it ran on a CPU for at least
+/// this share of the last second...
+pub(crate) const OPEN_AT: f64 = 0.85;
 
 /// ...and stops again when that share falls below this one.
-pub(crate) const CLOSE_BELOW: f64 = 0.5;
+pub(crate) const CLOSE_BELOW: f64 = 0.6;
 
-/// The share of wall-clock time another runtime's worker spends running tasks
-/// (polling futures, their system calls included; not waiting for events).
+/// Probes a share is computed over (about a second: the kernel counts a thread's
+/// CPU time in ticks of 10 ms).
+const WINDOW: usize = 11;
+
+/// Shorter spans than this give no share yet (counted as idle).
+const MIN_SPAN: Duration = Duration::from_millis(500);
+
+/// Seconds per tick of `/proc/<pid>/task/<tid>/stat`'s CPU times (`USER_HZ`, 100
+/// on every Linux architecture).
+const TICK: f64 = 0.01;
+
+/// The busy share of another serving thread.
 pub(crate) trait Load: Send {
-    /// The busy share since the previous call (or since creation), in `0.0..=1.0`.
+    /// The busy share by the latest measurement, in `0.0..=1.0`.
     fn busy(&mut self) -> f64;
 }
 
-/// The load of a single-threaded runtime, from its own metrics: tokio adds up the
-/// time its worker spends between wake-ups, at every park.
+/// A serving thread's kernel thread id, set by the thread itself once it runs (so
+/// that the next thread can read its CPU time).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ThreadCell(Arc<OnceLock<u32>>);
+
+impl ThreadCell {
+    /// Records the calling thread (nothing when `/proc` does not tell it).
+    pub(crate) fn set_to_current(&self) {
+        if let Some(tid) = current_thread() {
+            let _ = self.0.set(tid);
+        }
+    }
+}
+
+/// The calling thread's kernel id, from `/proc/thread-self` (`<pid>/task/<tid>`).
+fn current_thread() -> Option<u32> {
+    std::fs::read_link("/proc/thread-self")
+        .ok()?
+        .file_name()?
+        .to_str()?
+        .parse()
+        .ok()
+}
+
+/// User plus system CPU time of thread `tid` of this process, in ticks.
+fn cpu_ticks(tid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // After the command name (which may hold anything but ends with the last ')'):
+    // state is field 3 of the line, utime 14 and stime 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime.saturating_add(stime))
+}
+
+/// The CPU share of the span from the oldest to the newest of `samples` (probe
+/// instant, CPU ticks); 0 while the span is shorter than [`MIN_SPAN`].
+fn cpu_share(samples: &VecDeque<(Instant, u64)>) -> f64 {
+    let (Some(&(from, first)), Some(&(to, last))) = (samples.front(), samples.back()) else {
+        return 0.0;
+    };
+    let span = to.saturating_duration_since(from);
+    if span < MIN_SPAN {
+        return 0.0;
+    }
+    let ran = last.saturating_sub(first) as f64 * TICK;
+    (ran / span.as_secs_f64()).clamp(0.0, 1.0)
+}
+
+/// The CPU share of a serving thread over about the last second; where `/proc`
+/// does not tell it, the busy share of its runtime ([`RuntimeLoad`]).
+pub(crate) struct CpuLoad {
+    thread: ThreadCell,
+    samples: VecDeque<(Instant, u64)>,
+    runtime: RuntimeLoad,
+}
+
+impl CpuLoad {
+    /// Measures the thread `thread` will name, which runs the runtime of `metrics`.
+    pub(crate) fn new(thread: ThreadCell, metrics: RuntimeMetrics) -> CpuLoad {
+        CpuLoad {
+            thread,
+            samples: VecDeque::with_capacity(WINDOW),
+            runtime: RuntimeLoad::new(metrics),
+        }
+    }
+}
+
+impl Load for CpuLoad {
+    fn busy(&mut self) -> f64 {
+        let runtime = self.runtime.busy();
+        let Some(ticks) = self.thread.0.get().and_then(|&tid| cpu_ticks(tid)) else {
+            return runtime;
+        };
+        if self.samples.len() == WINDOW {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((Instant::now(), ticks));
+        cpu_share(&self.samples)
+    }
+}
+
+/// The busy share of a single-threaded runtime since the previous probe, from its
+/// own metrics: tokio adds up the wall-clock time its worker spends running tasks
+/// (their system calls included, and any time the thread waits for a CPU meanwhile),
+/// at every park.
 pub(crate) struct RuntimeLoad {
     metrics: RuntimeMetrics,
     busy: Duration,
@@ -130,6 +231,46 @@ mod tests {
         assert!(always.at_start());
         assert!(!always.probes());
         assert!(always.probe(false));
+    }
+
+    #[test]
+    fn a_share_is_cpu_time_over_the_span_of_the_window() {
+        let t0 = Instant::now();
+        let at = |ms: u64, ticks: u64| (t0 + Duration::from_millis(ms), ticks);
+        let mut samples = VecDeque::new();
+        assert_eq!(cpu_share(&samples), 0.0, "nothing measured");
+        samples.push_back(at(0, 1000));
+        samples.push_back(at(400, 1040));
+        assert_eq!(cpu_share(&samples), 0.0, "too short a span");
+        samples.push_back(at(1000, 1090));
+        assert!((cpu_share(&samples) - 0.9).abs() < 1e-9, "90 ticks in 1 s");
+        samples.push_back(at(2000, 1090));
+        assert!((cpu_share(&samples) - 0.45).abs() < 1e-9, "90 ticks in 2 s");
+        samples.push_back(at(2500, 1500));
+        assert_eq!(cpu_share(&samples), 1.0, "never above a whole CPU");
+        let backwards = VecDeque::from([at(0, 50), at(1000, 10)]);
+        assert_eq!(cpu_share(&backwards), 0.0, "a count that went back is none");
+    }
+
+    /// `/proc` tells this thread's id and its CPU time, which grows as it computes.
+    #[test]
+    fn a_threads_cpu_time_is_read_from_proc() {
+        let cell = ThreadCell::default();
+        cell.set_to_current();
+        let tid = *cell.0.get().expect("/proc/thread-self names the thread");
+        let before = cpu_ticks(tid).expect("the thread's CPU time");
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let mut spun = 0u64;
+        while cpu_ticks(tid).unwrap_or(before) < before + 3 && std::time::Instant::now() < until {
+            for i in 0..100_000u64 {
+                spun = std::hint::black_box(spun.wrapping_add(i));
+            }
+        }
+        assert!(
+            cpu_ticks(tid).unwrap_or(before) >= before + 3,
+            "CPU time did not grow while spinning"
+        );
+        assert_eq!(current_thread(), Some(tid));
     }
 
     /// A runtime whose worker blocks in a task reads as busy; the same runtime
