@@ -239,12 +239,14 @@ impl Gateway {
                 let reply = proxy::Reply::from(admin_state.handle(&req));
                 async move { reply }
             },
-            stop_admin.clone(),
-            stop_admin.clone(),
-            // The admin listener's hand-offs and connections are not the dashboards'
-            // business.
-            Counter::default(),
-            Counter::default(),
+            server::Lifecycle {
+                stop: stop_admin.clone(),
+                abort: stop_admin.clone(),
+                // The admin listener's hand-offs and connections are not the
+                // dashboards' business.
+                handoffs: Counter::default(),
+                accepted: Counter::default(),
+            },
         ));
 
         shutdown.await;

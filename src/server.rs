@@ -175,10 +175,12 @@ impl Worker {
                                 tls,
                                 settings,
                                 handler,
-                                stop,
-                                release.clone(),
-                                handoffs,
-                                accepted,
+                                Lifecycle {
+                                    stop,
+                                    abort: release.clone(),
+                                    handoffs,
+                                    accepted,
+                                },
                             )
                             .await;
                         }
@@ -205,25 +207,39 @@ impl Worker {
     }
 }
 
-/// Serves `listener` (when `accepting` says so) until `stop` is cancelled, then
-/// lets open HTTP connections finish (upgraded connections are tracked by their
-/// owner) until they have, or until `abort` is cancelled: the shutdown deadline, when
-/// what is still open is dropped.
-#[allow(clippy::too_many_arguments)]
+/// When a listener's connections end, and what they count.
+pub(crate) struct Lifecycle {
+    /// Cancelled to stop accepting: open HTTP connections close once their
+    /// requests are answered.
+    pub(crate) stop: CancellationToken,
+    /// Cancelled at the shutdown deadline: what is still open is dropped.
+    pub(crate) abort: CancellationToken,
+    /// Counts connections the HTTP/1.1 loop hands to hyper.
+    pub(crate) handoffs: Counter,
+    /// Counts accepted connections.
+    pub(crate) accepted: Counter,
+}
+
+/// Serves `listener` (when `accepting` says so) until `lifecycle.stop` is cancelled,
+/// then lets open HTTP connections finish (upgraded connections are tracked by their
+/// owner) until they have, or until `lifecycle.abort` is cancelled.
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     mut accepting: Accepting,
     tls: Option<TlsAcceptor>,
     settings: ConnSettings,
     handler: H,
-    stop: CancellationToken,
-    abort: CancellationToken,
-    handoffs: Counter,
-    accepted: Counter,
+    lifecycle: Lifecycle,
 ) where
     H: Fn(Request<RequestBody>, Option<RawHead>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
 {
+    let Lifecycle {
+        stop,
+        abort,
+        handoffs,
+        accepted,
+    } = lifecycle;
     // This thread's own token: its connections wait on it without sharing a lock
     // with every other thread's (cancelling `stop` cancels it).
     let stop = stop.child_token();

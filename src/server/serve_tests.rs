@@ -67,10 +67,12 @@ async fn a_thread_accepts_only_while_the_thread_before_it_is_busy() {
         None,
         settings(),
         handler,
-        stop.clone(),
-        stop.clone(),
-        Counter::default(),
-        Counter::default(),
+        Lifecycle {
+            stop: stop.clone(),
+            abort: stop.clone(),
+            handoffs: Counter::default(),
+            accepted: Counter::default(),
+        },
     ));
     let unanswered = placement::PROBE_EVERY * 4;
 
