@@ -8,7 +8,7 @@
 # The binary is a profile-guided build (bench/pgo: an instrumented build serves a
 # training load of HTTP and WebSocket traffic on loopback, then the release build
 # uses the profile): about 5-8 % less CPU per proxied request than a plain release
-# build (bench/README.md), for about three times the build time.
+# build (bench/README.md), for about two to three times the build time.
 # `--build-arg PGO=0` builds without a profile.
 
 FROM rust:1.95.0-slim-bookworm AS build

@@ -239,14 +239,14 @@ impl Gateway {
                 let reply = proxy::Reply::from(admin_state.handle(&req));
                 async move { reply }
             },
-            server::Lifecycle {
+            // The admin listener's hand-offs and connections are not the dashboards'
+            // business.
+            server::Ends {
                 stop: stop_admin.clone(),
                 abort: stop_admin.clone(),
-                // The admin listener's hand-offs and connections are not the
-                // dashboards' business.
                 handoffs: Counter::default(),
-                accepted: Counter::default(),
             },
+            Counter::default(),
         ));
 
         shutdown.await;

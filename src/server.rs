@@ -29,6 +29,7 @@ use crate::body::RequestBody;
 use crate::config::ServerConfig;
 use crate::proxy::raw::RawHead;
 use crate::proxy::Reply;
+pub(crate) use conn::Ends;
 pub(crate) use placement::Accepting;
 use placement::{CpuLoad, ThreadCell};
 
@@ -175,12 +176,12 @@ impl Worker {
                                 tls,
                                 settings,
                                 handler,
-                                Lifecycle {
+                                Ends {
                                     stop,
                                     abort: release.clone(),
                                     handoffs,
-                                    accepted,
                                 },
+                                accepted,
                             )
                             .await;
                         }
@@ -207,42 +208,28 @@ impl Worker {
     }
 }
 
-/// When a listener's connections end, and what they count.
-pub(crate) struct Lifecycle {
-    /// Cancelled to stop accepting: open HTTP connections close once their
-    /// requests are answered.
-    pub(crate) stop: CancellationToken,
-    /// Cancelled at the shutdown deadline: what is still open is dropped.
-    pub(crate) abort: CancellationToken,
-    /// Counts connections the HTTP/1.1 loop hands to hyper.
-    pub(crate) handoffs: Counter,
-    /// Counts accepted connections.
-    pub(crate) accepted: Counter,
-}
-
-/// Serves `listener` (when `accepting` says so) until `lifecycle.stop` is cancelled,
-/// then lets open HTTP connections finish (upgraded connections are tracked by their
-/// owner) until they have, or until `lifecycle.abort` is cancelled.
+/// Serves `listener` (when `accepting` says so) until `ends.stop` is cancelled, then
+/// lets open HTTP connections finish (upgraded connections are tracked by their
+/// owner) until they have, or until `ends.abort` is cancelled. `accepted` counts the
+/// connections accepted.
 pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     mut accepting: Accepting,
     tls: Option<TlsAcceptor>,
     settings: ConnSettings,
     handler: H,
-    lifecycle: Lifecycle,
+    ends: Ends,
+    accepted: Counter,
 ) where
     H: Fn(Request<RequestBody>, Option<RawHead>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
 {
-    let Lifecycle {
-        stop,
-        abort,
-        handoffs,
-        accepted,
-    } = lifecycle;
     // This thread's own token: its connections wait on it without sharing a lock
     // with every other thread's (cancelling `stop` cancels it).
-    let stop = stop.child_token();
+    let ends = Ends {
+        stop: ends.stop.child_token(),
+        ..ends
+    };
     let connections = TaskTracker::new();
     let mut listener = Listener::Polled(listener);
     if !accepting.at_start() {
@@ -252,7 +239,7 @@ pub(crate) async fn serve<H, F>(
     probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => break,
+            () = ends.stop.cancelled() => break,
             _ = probe.tick(), if accepting.probes() => {
                 let open = accepting.probe(listener.is_polled());
                 listener = listener.set(open);
@@ -270,18 +257,13 @@ pub(crate) async fn serve<H, F>(
         };
         accepted.inc();
         let _ = stream.set_nodelay(true);
-        let ends = conn::Ends {
-            stop: stop.clone(),
-            abort: abort.clone(),
-            handoffs: handoffs.clone(),
-        };
         connections.spawn(conn::serve(
             stream,
             peer,
             tls.clone(),
             settings,
             handler.clone(),
-            ends,
+            ends.clone(),
         ));
     }
     drop(listener);
@@ -291,7 +273,7 @@ pub(crate) async fn serve<H, F>(
     tokio::select! {
         biased;
         () = connections.wait() => {}
-        () = abort.cancelled() => {
+        () = ends.abort.cancelled() => {
             tracing::warn!("open connections did not finish within the shutdown grace period");
         }
     }

@@ -148,15 +148,16 @@ fn builder(settings: &ConnSettings, executor: StreamExecutor) -> auto::Builder<S
     builder
 }
 
-/// When a connection's task lets go of it.
-pub(super) struct Ends {
+/// When a listener's connections end (each connection's task holds a copy).
+#[derive(Clone)]
+pub(crate) struct Ends {
     /// Cancelled when the listener stops: the connection closes once its requests
     /// are answered.
-    pub(super) stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
     /// Cancelled at the shutdown deadline: the connection is dropped.
-    pub(super) abort: CancellationToken,
+    pub(crate) abort: CancellationToken,
     /// Counts connections the HTTP/1.1 loop hands to hyper.
-    pub(super) handoffs: prometheus_client::metrics::counter::Counter,
+    pub(crate) handoffs: prometheus_client::metrics::counter::Counter,
 }
 
 /// Serves one accepted connection (TLS first, when configured) until it ends.

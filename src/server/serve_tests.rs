@@ -67,12 +67,12 @@ async fn a_thread_accepts_only_while_the_thread_before_it_is_busy() {
         None,
         settings(),
         handler,
-        Lifecycle {
+        Ends {
             stop: stop.clone(),
             abort: stop.clone(),
             handoffs: Counter::default(),
-            accepted: Counter::default(),
         },
+        Counter::default(),
     ));
     let unanswered = placement::PROBE_EVERY * 4;
 
